@@ -1,0 +1,51 @@
+"""Train a VQ-VAE (pytorch-vqvae's command line works with this script in place of vqvae.py).
+
+    python train_vqvae.py --dataset fashion-mnist --output-folder runs/fmnist
+    python train_vqvae.py --config configs/fashion_mnist.py:tiny --output-folder /tmp/t --max-steps 20
+
+Rerunning the same command resumes from the latest checkpoint in --output-folder.
+"""
+import argparse
+import sys
+
+from vqvae_jax import cli_common
+from vqvae_jax.errors import cli
+
+
+@cli
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--data-folder', default=None, help='folder with the raw data set files')
+  p.add_argument('--dataset', default=None,
+                 help='mnist, fashion-mnist, cifar10, miniimagenet, atari-boxing, folder')
+  p.add_argument('--output-folder', required=True, help='checkpoints, metrics and images go here')
+  p.add_argument('--hidden-size', type=int, default=None, help='encoder/decoder width = code size D')
+  p.add_argument('--k', type=int, default=None, help='number of codebook entries K')
+  p.add_argument('--batch-size', type=int, default=None)
+  p.add_argument('--num-epochs', type=int, default=None)
+  p.add_argument('--lr', type=float, default=None)
+  p.add_argument('--beta', type=float, default=None, help='commitment loss weight')
+  p.add_argument('--num-workers', type=int, default=None, help='accepted for compatibility; unused')
+  cli_common.add_common_flags(p)
+  args = p.parse_args(argv)
+  cli_common.set_xla_flags()
+  cli_common.select_device(args.device)
+
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  from vqvae_jax.data import canonical_name  # pylint: disable=g-import-not-at-top
+  dataset = canonical_name(args.dataset) if args.dataset else None
+  config = cli_common.build_config(args, dataset or 'fashion-mnist', {
+      'data_folder': args.data_folder, 'dataset': dataset, 'hidden_size': args.hidden_size,
+      'k': args.k, 'batch_size': args.batch_size, 'num_epochs': args.num_epochs,
+      'lr': args.lr, 'beta': args.beta})
+  from vqvae_jax import training  # pylint: disable=g-import-not-at-top
+  result = training.train_vqvae(config, args.output_folder)
+  valid = result['valid']
+  print(f'done: step {result["step"]}' +
+        (f', valid loss {valid["loss"]:.4f}, PSNR {valid["psnr"]:.2f} dB' if valid else '') +
+        f'; outputs in {args.output_folder}')
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,75 @@
+"""Command-line plumbing shared by the scripts: flags -> config, device checks."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from vqvae_jax import config_utils
+from vqvae_jax.errors import UserError
+
+_GPU_NAMES = ('gpu', 'cuda')
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument('--config', default=None,
+                      help='config file or name, e.g. configs/fashion_mnist.py:tiny or mnist '
+                           '(default: the config of --dataset)')
+  parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                      help='override any config field (repeatable)')
+  parser.add_argument('--max-steps', type=int, default=None,
+                      help='stop after this many training steps in total')
+  parser.add_argument('--seed', type=int, default=None)
+  parser.add_argument('--device', default=None,
+                      help='cpu, gpu/cuda or tpu: checked against what JAX finds '
+                           '(default: whatever JAX picks)')
+  parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def set_xla_flags() -> None:
+  """XLA CPU flags that the benchmarks found faster; set before jax is imported."""
+  flags = os.environ.get('XLA_FLAGS', '')
+  if 'xla_cpu_experimental_ynn_fusion_type' not in flags:
+    os.environ['XLA_FLAGS'] = (flags + ' --xla_cpu_experimental_ynn_fusion_type=').strip()
+
+
+def select_device(device: str | None) -> None:
+  """Restricts JAX to the CPU or checks that the asked-for accelerator exists.
+
+  Must run before JAX initialises its backends.
+  """
+  if not device:
+    return
+  device = device.lower()
+  if device == 'cpu':
+    os.environ['JAX_PLATFORMS'] = 'cpu'
+    return
+  if device not in _GPU_NAMES + ('tpu',):
+    raise UserError(f'--device must be cpu, gpu, cuda or tpu, got {device!r}')
+  import jax  # pylint: disable=g-import-not-at-top
+  platform = 'gpu' if device in _GPU_NAMES else device
+  try:
+    found = jax.devices(platform)
+  except RuntimeError:
+    found = []
+  if not found:
+    raise UserError(f'--device {device} was asked for, but JAX finds no {platform.upper()} '
+                    f'(devices: {", ".join(d.platform for d in jax.devices())}); install '
+                    'the matching jaxlib plugin (e.g. pip install "jax[cuda13]") or use --device cpu')
+
+
+def build_config(args, default_spec: str, seed_flags: dict):
+  """Loads the config and applies seed-style flags, then --set overrides."""
+  config = config_utils.load_config(args.config or default_spec)
+  for key, value in seed_flags.items():
+    if value is not None:
+      config_utils.override(config, key, value)
+  config_utils.apply_overrides(config, args.set)
+  if args.max_steps is not None:
+    config_utils.override(config, 'max_steps', args.max_steps)
+  if args.seed is not None:
+    config_utils.override(config, 'seed', args.seed)
+  if args.device is not None:
+    config_utils.override(config, 'device', args.device)
+  if args.no_progress:
+    config_utils.override(config, 'progress', False)
+  return config

@@ -1,0 +1,42 @@
+"""Atomic file writes: a file is replaced only once its new content is complete."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+
+def atomic_write(path: str, data: bytes | str) -> None:
+  """Writes `data` to a temporary file beside `path`, fsyncs, then renames."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  mode = 'wb' if isinstance(data, bytes) else 'w'
+  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
+  try:
+    with os.fdopen(fd, mode) as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_json(path: str, obj) -> None:
+  atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """Reads a JSON-lines file, ignoring a torn last line left by a crash."""
+  if not os.path.exists(path):
+    return []
+  rows = []
+  with open(path) as f:
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        break
+  return rows

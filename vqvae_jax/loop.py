@@ -1,0 +1,236 @@
+"""The training loop shared by the VQ-VAE and the prior.
+
+One loop, two models: a model brings a pure `step_fn(state, images, labels) ->
+(state, metrics)` that uses `lax.pmean`/`psum` over the 'batch' axis, an
+`evaluate(replicated_state, split) -> dict` and an end-of-epoch hook. The loop
+pmaps the step over the local devices, feeds it shuffled batches (the order a
+pure function of seed and epoch), logs, checkpoints, and resumes.
+
+Resuming: rerunning the same command restores the latest checkpoint (state,
+step, the epoch's metric sums) and continues with the same data order, so a
+run killed at any point ends with the parameters of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from vqvae_jax import data
+from vqvae_jax.checkpoints import Checkpointer
+from vqvae_jax.errors import UserError
+from vqvae_jax.metrics_log import MetricsWriter
+
+AXIS = 'batch'
+
+
+class TrainingDiverged(UserError):
+  """The loss became non-finite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class Task:
+  """What one model contributes to `fit`.
+
+  step_fn: (state, images [b, ...] uint8, labels [b] int32) -> (state, metrics),
+    run under pmap with axis 'batch'; metrics is a dict of arrays identical on
+    every device (already reduced over the axis).
+  summarize: (metric sums as numpy, number of steps) -> dict of floats to log.
+  evaluate: (replicated state) -> dict of floats with 'loss' (validation).
+  on_epoch_end: optional (replicated state, epoch, step) -> None (images etc.).
+  """
+  step_fn: Callable
+  summarize: Callable[[dict, int], dict]
+  evaluate: Callable[[Any], dict]
+  on_epoch_end: Optional[Callable[[Any, int, int], None]] = None
+
+
+def replicate(tree, devices=None):
+  """Copies every leaf x to each local device: [n_dev, *x.shape], pmap-ready."""
+  devices = list(devices or jax.local_devices())
+  mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+  return jax.tree.map(
+      lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (len(devices),) + np.shape(x)),
+                               sharding), tree)
+
+
+def _unreplicate(tree):
+  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+
+
+def _all_finite(tree) -> bool:
+  return all(bool(np.all(np.isfinite(x))) for x in jax.tree.leaves(tree)
+             if np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+class _StopRequest:
+  """SIGTERM/SIGINT during training: checkpoint at the next step, then stop."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested:  # second signal: stop at once
+      raise KeyboardInterrupt
+    self.requested = True
+    print(f'\nsignal {signum}: saving a checkpoint and stopping', file=sys.stderr)
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+    return False
+
+
+def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
+        check_meta: Callable[[dict], None]) -> dict:
+  """Trains `state` (an unreplicated flax TrainState) for config.num_epochs.
+
+  Args:
+    config: needs seed, batch_size, num_epochs, max_steps, log_every,
+      ckpt_every, keep_checkpoints, progress.
+    workdir: output folder; checkpoints go to `<workdir>/checkpoints`.
+    task: the model's step, evaluation and hooks.
+    state: freshly initialised state (replaced by the latest checkpoint if any).
+    train_ds: the training `data.Dataset`.
+    meta: JSON-able description saved with every checkpoint (config, ...).
+    check_meta: raises UserError if a saved meta is incompatible with this run.
+  Returns:
+    {'step', 'epoch', 'valid': last validation metrics or None, 'stopped_early'}.
+  """
+  n_dev, pc, pi = jax.local_device_count(), jax.process_count(), jax.process_index()
+  if config.batch_size % (n_dev * pc):
+    raise UserError(f'batch size {config.batch_size} is not divisible by the number of '
+                    f'devices ({n_dev * pc}); pick a multiple of {n_dev * pc}')
+  spe = data.steps_per_epoch(train_ds, config.batch_size)
+  if spe == 0:
+    raise UserError(f'batch size {config.batch_size} is larger than the training set '
+                    f'({len(train_ds)} examples)')
+  total = spe * config.num_epochs
+  if config.max_steps > 0:
+    total = min(total, config.max_steps)
+
+  def _step(st, sums, images, labels):
+    st, metrics = task.step_fn(st, images, labels)
+    return st, jax.tree.map(jnp.add, sums, metrics)
+
+  p_step = jax.pmap(_step, axis_name=AXIS, donate_argnums=(0, 1))
+  shapes = jax.eval_shape(
+      jax.pmap(lambda s, i, l: task.step_fn(s, i, l)[1], axis_name=AXIS),
+      jax.tree.map(lambda x: jax.ShapeDtypeStruct((n_dev,) + np.shape(x), np.asarray(x).dtype),
+                   state),
+      jax.ShapeDtypeStruct((n_dev, config.batch_size // n_dev // pc) + train_ds.image_shape,
+                           jnp.uint8),
+      jax.ShapeDtypeStruct((n_dev, config.batch_size // n_dev // pc), jnp.int32))
+  zero_sums = jax.tree.map(lambda s: np.zeros(s.shape[1:], s.dtype), shapes)
+
+  ckpt = Checkpointer(f'{workdir}/checkpoints', keep=config.keep_checkpoints)
+  epoch_sums = zero_sums
+  latest = ckpt.latest_step()
+  if latest is not None:
+    check_meta(ckpt.restore_meta(latest))
+    template = {'state': flax.serialization.to_state_dict(state), 'epoch_sums': zero_sums}
+    saved, _ = ckpt.restore(latest, template)
+    state = flax.serialization.from_state_dict(state, saved['state'])
+    epoch_sums = saved['epoch_sums']
+    if pi == 0:
+      print(f'resuming from step {latest} in {ckpt.directory}', file=sys.stderr)
+  step = int(state.step)
+  writer = MetricsWriter(workdir, resume_step=step)
+
+  def save(rstate, sums, valid=None):
+    host = _unreplicate(rstate)
+    if not _all_finite(host.params):
+      raise TrainingDiverged(
+          f'parameters became non-finite by step {step}; the last good checkpoint '
+          f'(step {ckpt.latest_step()}) in {ckpt.directory} is kept: try a lower --lr')
+    tree = {'state': flax.serialization.to_state_dict(host), 'epoch_sums': sums}
+    metrics = {'valid_loss': float(valid['loss'])} if valid else None
+    ckpt.save(step, tree, dict(meta, step=step, epoch=step // spe, valid=valid), metrics)
+
+  devices = jax.local_devices()
+  rstate = replicate(state, devices)
+  rsums = replicate(epoch_sums, devices)
+  bar = tqdm(total=total, initial=step, disable=not config.progress or pi != 0,
+             dynamic_ncols=True, desc='train')
+  last = {'sums': jax.tree.map(np.asarray, epoch_sums), 'step': step, 'time': time.time()}
+  valid, stopped = None, False
+  try:
+    with _StopRequest() as stop:
+      while step < total and not stopped:
+        epoch, start = divmod(step, spe)
+        batches = data.train_batches(train_ds, config.batch_size, seed=config.seed,
+                                     epoch=epoch, start=start, process_index=pi,
+                                     process_count=pc)
+        for images, labels in data.prefetch_to_device(batches):
+          rstate, rsums = p_step(rstate, rsums, images, labels)
+          step += 1
+          bar.update(1)
+          epoch_done = step % spe == 0
+          if step % config.log_every == 0 or epoch_done or step == total:
+            _log_interval(task, writer, bar, last, rsums, step, config.batch_size)
+          stopped = stop.requested or step >= total
+          if epoch_done:
+            break
+          if stopped or step % config.ckpt_every == 0:
+            save(rstate, _unreplicate(rsums))
+          if stopped:
+            break
+        if step % spe == 0:  # an epoch ended
+          epoch_metrics = task.summarize(_unreplicate(rsums), spe)
+          writer.write(step, 'train_epoch', dict(epoch_metrics, epoch=epoch + 1))
+          valid = task.evaluate(rstate)
+          writer.write(step, 'valid', dict(valid, epoch=epoch + 1))
+          if pi == 0:
+            bar.write(f'epoch {epoch + 1}: ' + ', '.join(
+                f'valid {k} {v:.4g}' for k, v in valid.items()))
+          rsums = replicate(zero_sums, devices)
+          last['sums'] = zero_sums
+          save(rstate, zero_sums, valid)
+          if task.on_epoch_end is not None and pi == 0:
+            task.on_epoch_end(rstate, epoch, step)
+  finally:
+    bar.close()
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+  return {'step': step, 'epoch': step / spe, 'valid': valid,
+          'stopped_early': step < total, 'state': rstate}
+
+
+def _log_interval(task, writer, bar, last, rsums, step, batch_size):
+  sums = _unreplicate(rsums)
+  n = step - last['step']
+  if n <= 0:
+    return
+  # The epoch sums restart at zero at each epoch boundary (and `last` with them).
+  delta = jax.tree.map(lambda a, b: a - b, sums, last['sums'])
+  metrics = task.summarize(delta, n)
+  now = time.time()
+  metrics['img_per_s'] = n * batch_size / max(now - last['time'], 1e-9)
+  if not np.isfinite(metrics.get('loss', 0.0)):
+    raise TrainingDiverged(
+        f'the training loss became non-finite ({metrics["loss"]}) by step {step}; '
+        'the last good checkpoint is kept: try a lower --lr')
+  writer.write(step, 'train', metrics)
+  bar.set_postfix(loss=f'{metrics.get("loss", float("nan")):.4f}',
+                  img_s=f'{metrics["img_per_s"]:.0f}', refresh=False)
+  last.update(sums=sums, step=step, time=now)
