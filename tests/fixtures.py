@@ -5,6 +5,7 @@ import gzip
 import os
 
 import numpy as np
+import pytest
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -44,3 +45,64 @@ def write_mnist_folder(folder: str, *, n_train: int = 120, n_test: int = 30,
     write_idx(os.path.join(folder, f'{prefix}-labels-idx1-ubyte{ext}'), labels)
     out[split] = (images, labels)
   return out
+
+
+@pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+  """A private cache and an empty system folder: tests see only their fixtures.
+
+  Use with `from fixtures import isolated_data` and
+  `pytestmark = pytest.mark.usefixtures('isolated_data')`.
+  """
+  from vqvae_jax import data  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  monkeypatch.setattr(data, 'SYSTEM_DIR', str(tmp_path / 'system'))
+  return tmp_path
+
+
+def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray,
+                      legacy_numpy: bool = True) -> bytes:
+  """A CIFAR-10 batch pickle: {b'data': [n, 3072] (planes R, G, B), ...}.
+
+  `legacy_numpy` names numpy.core.multiarray as the original (Python 2) files
+  do; otherwise numpy 2's own numpy._core.
+  """
+  import pickle  # pylint: disable=g-import-not-at-top
+  batch = {
+      b'batch_label': b'training batch 1 of 5',
+      b'labels': [int(y) for y in labels],
+      b'data': images.transpose(0, 3, 1, 2).reshape(len(images), 3072).copy(),
+      b'filenames': [b'img_%d.png' % i for i in range(len(images))],
+  }
+  raw = pickle.dumps(batch, protocol=2)
+  if legacy_numpy:
+    raw = raw.replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
+  return raw
+
+
+def write_cifar_folder(folder: str, n_per_batch: int = 10, seed: int = 0) -> dict:
+  """Writes cifar-10-batches-py/ under `folder`; returns {'train', 'test'}."""
+  import pickle  # pylint: disable=g-import-not-at-top
+  sub = os.path.join(folder, 'cifar-10-batches-py')
+  os.makedirs(sub, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  parts = {'train': [], 'test': []}
+  names = [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']
+  for i, name in enumerate(names):
+    x = rng.integers(0, 256, (n_per_batch, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n_per_batch)
+    with open(os.path.join(sub, name), 'wb') as f:
+      f.write(cifar_batch_bytes(x, y, legacy_numpy=i % 2 == 0))
+    parts['test' if name == 'test_batch' else 'train'].append((x, y))
+  with open(os.path.join(sub, 'batches.meta'), 'wb') as f:
+    pickle.dump({b'label_names': [b'airplane'], b'num_vis': 3072}, f, protocol=2)
+  return {k: (np.concatenate([p[0] for p in v]), np.concatenate([p[1] for p in v]))
+          for k, v in parts.items()}
+
+
+def write_image(path: str, array: np.ndarray) -> str:
+  """[H, W, 1|3] uint8 -> an image file whose format follows the extension."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+  return path

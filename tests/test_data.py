@@ -5,15 +5,12 @@ import os
 import fixtures
 import numpy as np
 import pytest
+from fixtures import isolated_data  # pylint: disable=unused-import
 
 from vqvae_jax import data
 from vqvae_jax.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def _no_system_data(tmp_path, monkeypatch):
-  """Tests see only their own fixtures, never /usr/share/datasets."""
-  monkeypatch.setattr(data, 'SYSTEM_DIR', str(tmp_path / 'system'))
+pytestmark = pytest.mark.usefixtures('isolated_data')
 
 
 @pytest.mark.parametrize('gz', [True, False])

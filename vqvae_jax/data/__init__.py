@@ -5,7 +5,7 @@
 
 Sources are tried in order: raw files in `data_folder`, then
 `/usr/share/datasets/<name>/`, then (MNIST-likes, CIFAR-10) a prepared
-tensorflow-datasets copy. See the README's data table for where files come from.
+tensorflow-datasets copy. Decoded arrays are cached (see `cache`).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import os
 
 import numpy as np
 
-from vqvae_jax.data import idx
+from vqvae_jax.data import atari, cache, cifar, folder, idx, miniimagenet, tfds_source
 from vqvae_jax.data.batching import (epoch_permutation, eval_batches,
                                      num_eval_batches, prefetch_to_device,
                                      shard, steps_per_epoch, train_batches)
 from vqvae_jax.data.dataset import SPLITS, Dataset, check_split, holdout
-from vqvae_jax.data.images import random_resized_crop, resize_all
+from vqvae_jax.data.images import random_resized_crop, resize_all, to_channels
 from vqvae_jax.errors import UserError
 
 NAMES = ('mnist', 'fashion-mnist', 'cifar10', 'miniimagenet', 'atari-boxing',
@@ -28,7 +28,7 @@ SYSTEM_DIR = '/usr/share/datasets'
 __all__ = [
     'NAMES', 'SPLITS', 'Dataset', 'load', 'train_batches', 'eval_batches',
     'steps_per_epoch', 'num_eval_batches', 'epoch_permutation', 'shard',
-    'prefetch_to_device', 'random_resized_crop',
+    'prefetch_to_device', 'random_resized_crop', 'canonical_name',
 ]
 
 
@@ -42,19 +42,26 @@ def canonical_name(name: str) -> str:
 
 
 def load(name: str, split: str, data_folder: str | None = None, *,
-         image_size: int | None = None, seed: int = 0) -> Dataset:
+         image_size: int | None = None, seed: int = 0, channels: int | None = None,
+         skip_corrupt: bool = False, num_frames: int | None = None) -> Dataset:
   """Loads one split of a data set as uint8 arrays.
 
   Args:
     name: one of `NAMES` ('_' and '-' are interchangeable).
-    split: 'train', 'valid' or 'test'. Where the source has no validation
-      split, `valid` is the last min(5000, N // 10) examples of the training
-      file and `train` the rest; `test` is the official test set.
-    data_folder: where the raw files are (see the README); optional for
-      data sets that are found elsewhere.
+    split: 'train', 'valid' or 'test'. MNIST, Fashion-MNIST and CIFAR-10 hold
+      out the last min(5000, N // 10) examples of the training file as
+      `valid`; Mini-ImageNet reads val.csv; folders and Atari are described
+      in their modules. `test` is never used for model selection.
+    data_folder: where the raw files are (see the README); '' or None searches
+      the default locations.
     image_size: resize (shorter side, bicubic) and centre-crop to
-      image_size x image_size; None keeps the native size.
+      image_size x image_size; None keeps the native size (84 for
+      Mini-ImageNet and Atari).
     seed: only used by 'atari-boxing' (which frames are generated).
+    channels: 1 or 3 to convert to; None keeps the data set's own.
+    skip_corrupt: folder / Mini-ImageNet: skip unreadable images (a warning
+      counts them) instead of failing.
+    num_frames: 'atari-boxing' frames to generate (default 60,000).
 
   Returns:
     A `Dataset` with images [N, H, W, C] uint8 and labels [N] int32.
@@ -63,26 +70,73 @@ def load(name: str, split: str, data_folder: str | None = None, *,
     UserError: unknown name/split, missing or corrupt files.
   """
   name, split = canonical_name(name), check_split(split)
-  if name in idx.CLASS_NAMES:
-    images, labels, class_names = _mnist_like(name, split, data_folder)
+  data_folder = data_folder or None
+  episodes = None
+  if name in ('mnist', 'fashion-mnist', 'cifar10'):
+    images, labels, class_names = _fixed_source(name, split, data_folder, image_size)
+  elif name == 'miniimagenet':
+    path = data_folder or os.path.join(SYSTEM_DIR, name)
+    images, labels, class_names = miniimagenet.load(
+        split, path, image_size=image_size, skip_corrupt=skip_corrupt)
+  elif name == 'folder':
+    images, labels, class_names = folder.load(
+        split, data_folder, image_size=image_size, channels=channels,
+        skip_corrupt=skip_corrupt)
   else:
-    raise UserError(f'data set {name!r} is not available yet')
-  images = resize_all(images, image_size)
-  return Dataset(images, labels, class_names, name, split)
+    images, labels, class_names, episodes = atari.load(
+        split, data_folder, image_size=image_size, seed=seed, num_frames=num_frames)
+  images = to_channels(images, channels)
+  return Dataset(images, labels, class_names, name, split, episodes)
 
 
-def _mnist_like(name: str, split: str, data_folder: str | None):
-  folders = [data_folder, os.path.join(SYSTEM_DIR, name)]
-  for folder in folders:
-    files = idx.find(folder)
+def _fixed_source(name: str, split: str, data_folder: str | None,
+                  image_size: int | None):
+  """MNIST / Fashion-MNIST / CIFAR-10: data folder, system folder, then tfds."""
+  fmt = cifar if name == 'cifar10' else idx
+  part = 'test' if split == 'test' else 'train'
+  class_names = cifar.CLASS_NAMES if name == 'cifar10' else idx.CLASS_NAMES[name]
+  folders = [f for f in (data_folder, os.path.join(SYSTEM_DIR, name)) if f]
+  files = next((fs for fs in map(fmt.find, folders) if fs), None)
+
+  def build():
     if files:
-      images, labels = idx.read_split(files, 'test' if split == 'test' else 'train')
-      if split != 'test':
-        images, labels = holdout(images, labels, split)
-      return images, labels, idx.CLASS_NAMES[name]
-  tried = ', '.join(f for f in folders if f)
-  apt = ' or `apt install dataset-fashion-mnist`' if name == 'fashion-mnist' else ''
-  raise UserError(
-      f'{name}: no IDX files found (looked in {tried}). Expected '
-      f'{", ".join(idx.expected_files())} (gzipped or not) in --data-folder; '
-      f'download them from {idx.URLS[name]}{apt}')
+      images, labels = fmt.read_split(files, part)
+    else:
+      got = tfds_source.read_split(name, part, _tfds_dir(data_folder, name))
+      if got is None:
+        raise _not_found(name, folders)
+      images, labels = got
+    return {'images': resize_all(images, image_size), 'labels': labels}, {}
+
+  if files:
+    paths = sorted(files.values()) if isinstance(files, dict) else files
+    key = cache.fingerprint(paths, size=image_size)
+    arrays, _ = cache.cached(f'{name}-{part}', key, build)
+  else:  # tfds copies are already fast to read; a mock must not be cached
+    arrays, _ = build()
+  images, labels = arrays['images'], arrays['labels']
+  if split != 'test':
+    images, labels = holdout(images, labels, split)
+  return images, labels, class_names
+
+
+def _tfds_dir(data_folder: str | None, name: str) -> str | None:
+  tfds_name = tfds_source.TFDS_NAMES[name]
+  if data_folder and os.path.isdir(os.path.join(data_folder, tfds_name)):
+    return data_folder
+  return None  # tfds' default: $TFDS_DATA_DIR or ~/tensorflow_datasets
+
+
+def _not_found(name: str, folders: list[str]) -> UserError:
+  tried = ', '.join(folders)
+  if name == 'cifar10':
+    return UserError(
+        f'cifar10: no data found (looked in {tried} and tensorflow-datasets). '
+        f'Expected {cifar.SUBDIR}/ with {", ".join(cifar.TRAIN_FILES)}, '
+        f'{cifar.TEST_FILES[0]} (or {cifar.ARCHIVE}) in --data-folder; download '
+        f'{cifar.URL}')
+  apt = ' or `apt-get install dataset-fashion-mnist`' if name == 'fashion-mnist' else ''
+  return UserError(
+      f'{name}: no data found (looked in {tried} and tensorflow-datasets). '
+      f'Expected {", ".join(idx.expected_files())} (gzipped or not) in '
+      f'--data-folder; download them from {idx.URLS[name]}{apt}')

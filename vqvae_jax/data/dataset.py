@@ -25,12 +25,14 @@ class Dataset:
     class_names: class id i <-> `class_names[i]`.
     name: the data set name, e.g. 'fashion-mnist'.
     split: 'train', 'valid' or 'test'.
+    episodes: [N] int32 episode id of each frame (atari-boxing), else None.
   """
   images: np.ndarray
   labels: np.ndarray
   class_names: tuple[str, ...]
   name: str = ''
   split: str = ''
+  episodes: np.ndarray | None = None
 
   def __post_init__(self):
     images, labels = self.images, self.labels

@@ -1,7 +1,10 @@
 """Image decoding, resizing and the training-only random-resized-crop."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import tqdm
 from PIL import Image
 
 from vqvae_jax.errors import UserError
@@ -9,19 +12,85 @@ from vqvae_jax.errors import UserError
 _RESAMPLE = Image.Resampling.BICUBIC
 
 
-def decode(path: str, channels: int) -> np.ndarray:
-  """Reads an image file as [H, W, channels] uint8 (grey <-> RGB converted).
+_GREY_MODES = ('1', 'L', 'LA')
+_DEEP_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'F')
+
+
+def decode(path: str, channels: int | None = None) -> np.ndarray:
+  """Reads an 8-bit image file as [H, W, C] uint8.
+
+  Args:
+    path: any format Pillow reads (PNG, JPEG, BMP, GIF, WebP, ...).
+    channels: 1 (grey) or 3 (RGB) to convert to; None keeps grey images grey
+      and makes everything else RGB (palette, RGBA and CMYK are converted).
 
   Raises:
-    UserError: naming `path` when the file is not a readable image.
+    UserError: naming `path` when it is not a readable 8-bit image.
   """
   try:
     with Image.open(path) as im:
-      im = im.convert('L' if channels == 1 else 'RGB')
-      array = np.asarray(im, np.uint8)
+      if im.mode in _DEEP_MODES:
+        raise UserError(f'{path}: {im.mode} (16-bit or float) images are not '
+                        'supported; convert them to 8-bit PNG or JPEG')
+      if channels is None:
+        channels = 1 if im.mode in _GREY_MODES else 3
+      array = np.asarray(im.convert('L' if channels == 1 else 'RGB'), np.uint8)
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     raise UserError(f'cannot decode image {path}: {e}') from e
   return array[..., None] if channels == 1 else array
+
+
+def to_channels(images: np.ndarray, channels: int | None) -> np.ndarray:
+  """[..., C] uint8 -> [..., channels]: grey repeated, or RGB -> luma (ITU-R 601)."""
+  c = images.shape[-1]
+  if channels is None or channels == c:
+    return images
+  if channels not in (1, 3):
+    raise UserError(f'channels must be 1 or 3, got {channels}')
+  if channels == 3:
+    return np.repeat(images, 3, axis=-1)
+  luma = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+  return np.clip(np.round(luma), 0, 255).astype(np.uint8)[..., None]
+
+
+def decode_many(paths: list[str], size: int | None, channels: int | None, *,
+                skip_corrupt: bool = False, desc: str = 'decoding'):
+  """Decodes, resizes and stacks image files, with a progress bar.
+
+  Args:
+    paths: N image files.
+    size: output side (resize + centre crop); None needs equal sizes.
+    channels: 1, 3, or None (1 only if every image is grey, else 3).
+    skip_corrupt: skip unreadable files (counted in a warning) instead of
+      raising.
+
+  Returns:
+    images [M, S, S, C] uint8 and kept [M] int64 indices into `paths`
+    (M = N unless files were skipped).
+  """
+  decoded, kept, bad = [], [], []
+  for i, path in enumerate(tqdm.tqdm(paths, desc=desc, unit='img',
+                                     disable=len(paths) < 2000, leave=False)):
+    try:
+      image = decode(path, channels)
+    except UserError:
+      if not skip_corrupt:
+        raise
+      bad.append(path)
+      continue
+    decoded.append(image if size is None else resize_center_crop(image, size))
+    kept.append(i)
+  if bad:
+    logging.warning('skipped %d unreadable image(s), e.g. %s', len(bad), bad[0])
+  if not decoded:
+    raise UserError(f'no readable images among {len(paths)} files')
+  shapes = {d.shape[:2] for d in decoded}
+  if len(shapes) > 1:
+    raise UserError(f'images have different sizes ({sorted(shapes)[:3]} ...); '
+                    'set image_size to resize them')
+  c = max(d.shape[-1] for d in decoded)
+  images = np.stack([to_channels(d, c) for d in decoded])
+  return images, np.asarray(kept, np.int64)
 
 
 def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
