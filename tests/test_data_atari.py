@@ -1,4 +1,5 @@
 """Atari Boxing frames: deterministic per seed, resumable, time-ordered splits."""
+import fixtures
 import numpy as np
 import pytest
 from fixtures import isolated_data  # pylint: disable=unused-import
@@ -6,8 +7,8 @@ from fixtures import isolated_data  # pylint: disable=unused-import
 from vqvae_jax import data
 from vqvae_jax.data import atari
 
-pytest.importorskip('ale_py')
-pytest.importorskip('gymnasium')
+fixtures.require('Atari Boxing', fixtures.has_modules('gymnasium', 'ale_py'),
+                 atari.INSTALL)
 pytestmark = pytest.mark.usefixtures('isolated_data')
 
 

@@ -100,7 +100,8 @@ def generate(folder: str, *, num_frames: int = DEFAULT_FRAMES, seed: int = 0,
                          (num_frames,))
   env = _make_env()
   with tqdm.tqdm(total=num_frames, initial=state['next_frame'], unit='frame',
-                 desc='atari-boxing', disable=not progress) as bar:
+                 desc='atari-boxing', disable=not progress,
+                 mininterval=2.0) as bar:
     while state['next_frame'] < num_frames:
       nxt = _play_episode(env, seed, state['next_episode'], frames, episodes,
                           state['next_frame'], max_episode_steps, bar)

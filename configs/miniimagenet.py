@@ -1,0 +1,24 @@
+"""VQ-VAE on Mini-ImageNet (84x84 RGB, 21x21 codes; `:128` as in the seed).
+
+    python train_vqvae.py --dataset miniimagenet --data-folder ~/data/miniimagenet --output-folder runs/mini
+    python train_vqvae.py --config configs/miniimagenet.py:128 --data-folder ~/data/miniimagenet --output-folder runs/mini128
+
+Data: <folder>/images/ plus train.csv, val.csv, test.csv (filename,label), the
+layout of Ravi & Larochelle's split. Images are resized and centre-cropped to
+image_size; with `augment` the training batches get a random resized crop
+(`vqvae_jax.data.random_resized_crop`), evaluation never does.
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  c = common.vqvae_config(dataset='miniimagenet', image_size=84, channels=3)
+  c.augment = True  # random resized crop + flip on training batches only
+  if arg == '128':
+    c.image_size = 128
+  elif arg == 'tiny':
+    common.tiny(c)
+    c.image_size = 32
+  elif arg:
+    raise ValueError(f'unknown variant {arg!r} (known: 128, tiny)')
+  return c.lock()
