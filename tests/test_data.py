@@ -55,9 +55,17 @@ def test_dotted_file_names_accepted(tmp_path):
   np.testing.assert_array_equal(ds.labels, written['test'][1])
 
 
-def test_system_dir_fallback(tmp_path, monkeypatch):
+def test_system_dir_fallback(tmp_path):
   fixtures.write_mnist_folder(str(tmp_path / 'system' / 'mnist'))
+  (tmp_path / 'empty').mkdir()
   assert len(data.load('mnist', 'test', str(tmp_path / 'empty'))) == 30
+  assert len(data.load('mnist', 'test', '')) == 30  # '' = default locations
+
+
+def test_nonexistent_data_folder_is_an_error(tmp_path):
+  fixtures.write_mnist_folder(str(tmp_path / 'system' / 'mnist'))
+  with pytest.raises(UserError, match='typo.*does not exist'):
+    data.load('mnist', 'test', str(tmp_path / 'typo'))
 
 
 def test_image_size_resizes(tmp_path):

@@ -71,6 +71,7 @@ def test_cifar_truncated_and_partial(tmp_path):
 
 
 def test_cifar_missing_says_how_to_get_it(tmp_path):
+  (tmp_path / 'nothing').mkdir()
   with pytest.raises(UserError, match='cifar-10-batches-py.*data_batch_1.*toronto'):
     data.load('cifar10', 'train', str(tmp_path / 'nothing'))
 
@@ -160,6 +161,10 @@ def test_random_resized_crop_deterministic_and_varied():
   full = data.random_resized_crop(x, np.random.default_rng(0), scale=(1, 1),
                                   ratio=(1, 1), flip=False)
   np.testing.assert_array_equal(full, x)  # a full-size crop is the identity
+  np.testing.assert_array_equal(data.augment(x, seed=1, epoch=2, step=3),
+                                data.augment(x, seed=1, epoch=2, step=3))
+  assert not np.array_equal(data.augment(x, seed=1, epoch=2, step=3),
+                            data.augment(x, seed=1, epoch=2, step=4))
 
 
 # Class folders ----------------------------------------------------------------
@@ -232,6 +237,7 @@ def test_folder_sizes_and_missing(tmp_path):
 
 def test_tfds_mock_path(tmp_path):
   tfds = pytest.importorskip('tensorflow_datasets')
+  (tmp_path / 'empty').mkdir()
   with tfds.testing.mock_data(num_examples=20):
     train = data.load('fashion-mnist', 'train', str(tmp_path / 'empty'))
     test = data.load('fashion-mnist', 'test')

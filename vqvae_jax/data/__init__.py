@@ -18,7 +18,7 @@ from vqvae_jax.data.batching import (epoch_permutation, eval_batches,
                                      num_eval_batches, prefetch_to_device,
                                      shard, steps_per_epoch, train_batches)
 from vqvae_jax.data.dataset import SPLITS, Dataset, check_split, holdout
-from vqvae_jax.data.images import random_resized_crop, resize_all, to_channels
+from vqvae_jax.data.images import augment, random_resized_crop, resize_all, to_channels
 from vqvae_jax.errors import UserError
 
 NAMES = ('mnist', 'fashion-mnist', 'cifar10', 'miniimagenet', 'atari-boxing',
@@ -28,7 +28,7 @@ SYSTEM_DIR = '/usr/share/datasets'
 __all__ = [
     'NAMES', 'SPLITS', 'Dataset', 'load', 'train_batches', 'eval_batches',
     'steps_per_epoch', 'num_eval_batches', 'epoch_permutation', 'shard',
-    'prefetch_to_device', 'random_resized_crop', 'canonical_name',
+    'prefetch_to_device', 'random_resized_crop', 'augment', 'canonical_name',
 ]
 
 
@@ -71,8 +71,12 @@ def load(name: str, split: str, data_folder: str | None = None, *,
   """
   name, split = canonical_name(name), check_split(split)
   data_folder = data_folder or None
+  fixed = name in ('mnist', 'fashion-mnist', 'cifar10')
+  if data_folder and fixed and not os.path.isdir(data_folder):
+    raise UserError(f'--data-folder {data_folder} does not exist (leave it out '
+                    f'to search the default locations of {name})')
   episodes = None
-  if name in ('mnist', 'fashion-mnist', 'cifar10'):
+  if fixed:
     images, labels, class_names = _fixed_source(name, split, data_folder, image_size)
   elif name == 'miniimagenet':
     path = data_folder or os.path.join(SYSTEM_DIR, name)

@@ -68,8 +68,11 @@ def decode_many(paths: list[str], size: int | None, channels: int | None, *,
     images [M, S, S, C] uint8 and kept [M] int64 indices into `paths`
     (M = N unless files were skipped).
   """
+  # Known output shape: fill one array (no list + stack copy of the data set).
+  out = (np.empty((len(paths), size, size, channels), np.uint8)
+         if size and channels else None)
   decoded, kept, bad = [], [], []
-  for i, path in enumerate(tqdm.tqdm(paths, desc=desc, unit='img',
+  for i, path in enumerate(tqdm.tqdm(paths, desc=desc, unit='img', mininterval=2.0,
                                      disable=len(paths) < 2000, leave=False)):
     try:
       image = decode(path, channels)
@@ -78,12 +81,18 @@ def decode_many(paths: list[str], size: int | None, channels: int | None, *,
         raise
       bad.append(path)
       continue
-    decoded.append(image if size is None else resize_center_crop(image, size))
+    image = image if size is None else resize_center_crop(image, size)
+    if out is not None:
+      out[len(kept)] = image
+    else:
+      decoded.append(image)
     kept.append(i)
   if bad:
     logging.warning('skipped %d unreadable image(s), e.g. %s', len(bad), bad[0])
-  if not decoded:
+  if not kept:
     raise UserError(f'no readable images among {len(paths)} files')
+  if out is not None:
+    return out[:len(kept)], np.asarray(kept, np.int64)
   shapes = {d.shape[:2] for d in decoded}
   if len(shapes) > 1:
     raise UserError(f'images have different sizes ({sorted(shapes)[:3]} ...); '
@@ -156,3 +165,14 @@ def random_resized_crop(images: np.ndarray, rng: np.random.Generator, *,
     if flip and rng.uniform() < 0.5:
       out[i] = out[i, :, ::-1]
   return out
+
+
+def augment(images: np.ndarray, *, seed: int, epoch: int, step: int,
+            process_index: int = 0) -> np.ndarray:
+  """`random_resized_crop` with a generator drawn from (seed, epoch, step, process).
+
+  The result depends only on those numbers, so a resumed run augments its
+  batches exactly as the uninterrupted run would have. Training only.
+  """
+  return random_resized_crop(
+      images, np.random.default_rng([seed, epoch, step, process_index]))

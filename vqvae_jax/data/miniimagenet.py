@@ -23,9 +23,10 @@ from vqvae_jax.errors import UserError
 
 CSV = {'train': 'train.csv', 'valid': 'val.csv', 'test': 'test.csv'}
 DEFAULT_SIZE = 84
-HOWTO = ('Mini-ImageNet needs <folder>/images/ plus train.csv, val.csv and '
-         'test.csv (filename,label); create them with the split files of Ravi & '
-         'Larochelle (https://github.com/twitter/meta-learning-lstm) from ImageNet')
+HOWTO = ('Mini-ImageNet needs --data-folder <folder> with images/ plus '
+         'train.csv, val.csv and test.csv (filename,label); create them with '
+         'the split files of Ravi & Larochelle '
+         '(https://github.com/twitter/meta-learning-lstm) from ImageNet')
 
 
 def _rows(path: str) -> list[tuple[str, str]]:
