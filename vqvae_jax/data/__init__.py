@@ -116,7 +116,7 @@ def _fixed_source(name: str, split: str, data_folder: str | None,
     paths = sorted(files.values()) if isinstance(files, dict) else files
     key = cache.fingerprint(paths, size=image_size)
     arrays, _ = cache.cached(f'{name}-{part}', key, build)
-  else:  # tfds copies are already fast to read; a mock must not be cached
+  else:  # read directly (seconds): tfds gives no file list to fingerprint
     arrays, _ = build()
   images, labels = arrays['images'], arrays['labels']
   if split != 'test':
