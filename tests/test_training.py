@@ -1,0 +1,220 @@
+"""Train step (pmap), loss decrease, checkpoints, kill-and-resume, CLI errors."""
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from fixtures import write_mnist_folder
+from vqvae_jax import training
+from vqvae_jax.checkpoints import Checkpointer
+from vqvae_jax.config_utils import load_config
+from vqvae_jax.loop import AXIS, replicate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_state(image_shape=(8, 8, 1), lr=1e-3):
+  config = load_config('fashion_mnist:tiny')
+  model = training.make_model(config, axis_name=AXIS)
+  state = training.create_train_state(jax.random.key(0), model, image_shape, lr)
+  return model, state
+
+
+def _images(n, size=8, channels=1, seed=0):
+  """Structured images: a bright square at a random place on a dark field."""
+  rng = np.random.default_rng(seed)
+  x = np.full((n, size, size, channels), 20, np.uint8)
+  for i in range(n):
+    r, c = rng.integers(0, size - 3, 2)
+    x[i, r:r + 3, c:c + 3] = 230
+  return x
+
+
+def _pmap_steps(model, state, batches, devices):
+  step = jax.pmap(functools.partial(training.train_step, model=model, beta=1.0),
+                  axis_name=AXIS, devices=devices)
+  rstate = replicate(state, devices)
+  n = len(devices)
+  for images in batches:
+    shaped = images.reshape((n, -1) + images.shape[1:])
+    rstate, metrics = step(rstate, shaped, np.zeros(shaped.shape[:2], np.int32))
+  return jax.device_get(jax.tree.map(lambda x: x[0], rstate)), metrics
+
+
+def test_pmap_two_devices_equals_one_device_whole_batch():
+  assert jax.local_device_count() == 2, 'conftest.py forces 2 CPU devices'
+  model, state = _tiny_state()
+  # Plain SGD: Adam would turn float noise in the (mathematically zero) gradients
+  # of conv biases followed by BatchNorm into full-size steps of either sign.
+  state = training.TrainState.create(apply_fn=state.apply_fn, params=state.params,
+                                     batch_stats=state.batch_stats, tx=optax.sgd(0.1))
+  batches = [_images(8, seed=s) for s in range(3)]
+  one, m1 = _pmap_steps(model, state, batches, jax.local_devices()[:1])
+  two, m2 = _pmap_steps(model, state, batches, jax.local_devices()[:2])
+  # float32 reductions in another order: tolerance 2e-5 absolute on parameters
+  # of order 0.1, after 3 SGD steps.
+  for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-5)
+  for a, b in zip(jax.tree.leaves(one.batch_stats), jax.tree.leaves(two.batch_stats)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(m1['loss'][0], m2['loss'][0], rtol=1e-5)
+  np.testing.assert_array_equal(m1['counts'][0], m2['counts'][0])
+  assert int(m1['counts'][0].sum()) == 8 * 2 * 2
+  # and the parameters did move
+  moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(one.params),
+                                               jax.tree.leaves(state.params))]
+  assert max(moved) > 1e-4
+
+
+def test_tiny_training_lowers_the_loss():
+  model, state = _tiny_state(lr=3e-3)
+  step = jax.pmap(functools.partial(training.train_step, model=model, beta=1.0),
+                  axis_name=AXIS, devices=jax.local_devices()[:1])
+  rstate = replicate(state, jax.local_devices()[:1])
+  x = _images(16)[None]
+  losses = []
+  for _ in range(40):
+    rstate, m = step(rstate, x, np.zeros((1, 16), np.int32))
+    losses.append(float(m['recon'][0]))
+  assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+
+
+def test_checkpoint_round_trip_gives_identical_loss(tmp_path):
+  model, state = _tiny_state()
+  state, _ = _pmap_steps(model, state, [_images(8)], jax.local_devices()[:1])
+  x = _images(4, seed=7)
+  plain = training.make_model(load_config('fashion_mnist:tiny'))  # no pmap axis
+  loss = functools.partial(training.loss_fn, model=plain, beta=1.0)
+  want = loss(state.params, state.batch_stats, x)[0]
+  ckpt = Checkpointer(str(tmp_path / 'ck'))
+  ckpt.save(1, {'state': flax.serialization.to_state_dict(state)}, {'kind': 'test'})
+  ckpt.wait()
+  _, fresh = _tiny_state()
+  saved, meta = ckpt.restore(1, {'state': flax.serialization.to_state_dict(fresh)})
+  restored = flax.serialization.from_state_dict(fresh, saved['state'])
+  got = loss(restored.params, restored.batch_stats, x)[0]
+  assert float(got) == float(want)
+  assert meta == {'kind': 'test'}
+  assert int(restored.step) == 1
+
+
+def _run(args, env, **kw):
+  return subprocess.run([sys.executable, os.path.join(REPO, 'train_vqvae.py')] + args,
+                        env=env, capture_output=True, text=True, **kw)
+
+
+def _env(tmp_path):
+  env = dict(os.environ)
+  env['VQVAE_CACHE_DIR'] = str(tmp_path / 'cache')
+  env['PYTHONPATH'] = REPO
+  return env
+
+
+def _final_params(workdir):
+  _, variables, meta = training.restore_vqvae(str(workdir), which='latest')
+  return variables, meta
+
+
+def test_cli_run_outputs_and_kill_resume_equals_uninterrupted(tmp_path):
+  """SIGKILL mid-run, rerun the same command: same final parameters."""
+  data_dir = tmp_path / 'mnist'
+  write_mnist_folder(str(data_dir), n_train=140, n_test=20)  # valid 14, train 126
+  env = _env(tmp_path)
+  args = ['--config', 'configs/mnist.py:tiny', '--dataset', 'mnist',
+          '--data-folder', str(data_dir), '--set', 'image_size=28', '--batch-size', '8',
+          '--num-epochs', '2', '--set', 'ckpt_every=3']
+  full = _run(args + ['--output-folder', str(tmp_path / 'full')], env, timeout=300, cwd=REPO)
+  assert full.returncode == 0, full.stderr[-3000:]
+
+  out = tmp_path / 'full'
+  config = json.load(open(out / 'config.json'))
+  assert config['batch_size'] == 8 and config['dataset'] == 'mnist'
+  rows = [json.loads(l) for l in open(out / 'metrics.jsonl')]
+  assert [r['epoch'] for r in rows if r['split'] == 'valid'] == [1, 2]
+  assert all(np.isfinite(r['loss']) for r in rows)
+  assert {'perplexity', 'usage'} <= set(rows[-1])
+  assert os.listdir(out / 'tensorboard')
+  assert sorted(os.listdir(out / 'reconstructions')) == ['epoch_001.png', 'epoch_002.png']
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  grid = np.asarray(Image.open(out / 'reconstructions' / 'epoch_002.png'))
+  # 8 test images, 2 per row: 4 rows of originals over 4 rows of reconstructions
+  assert grid.shape == (8 * 30 + 2, 2 * 30 + 2)
+
+  # Killed run: SIGKILL as soon as the first checkpoint exists, then rerun.
+  killed = tmp_path / 'killed'
+  proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'train_vqvae.py')] + args +
+                          ['--output-folder', str(killed)], env=env, cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    steps = [d for d in os.listdir(killed / 'checkpoints')] if (killed / 'checkpoints').exists() else []
+    if any(d.isdigit() and int(d) >= 3 for d in steps):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, 'the run finished before it could be killed'
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  resumed = _run(args + ['--output-folder', str(killed)], env, timeout=300, cwd=REPO)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'resuming from step' in resumed.stderr
+
+  want, meta_full = _final_params(out)
+  got, meta_killed = _final_params(killed)
+  assert meta_full['step'] == meta_killed['step'] == 2 * (126 // 8)
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(a, b)
+  # The metrics log has no duplicated steps after the replay.
+  steps = [(r['step'], r['split']) for r in map(json.loads, open(killed / 'metrics.jsonl'))]
+  assert len(steps) == len(set(steps))
+
+
+def _main_exit(capsys, argv):
+  import train_vqvae  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit) as e:
+    train_vqvae.main(argv)
+  err = capsys.readouterr().err
+  return e.value.code, err
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  code, err = _main_exit(capsys, ['--dataset', 'mnist', '--data-folder', str(tmp_path / 'nope'),
+                                  '--output-folder', str(tmp_path / 'o'), '--config',
+                                  'mnist:tiny'])
+  assert code == 2
+  assert err.startswith('error: ') and 'Traceback' not in err
+  assert 'train-images-idx3-ubyte' in err
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  write_mnist_folder(str(tmp_path / 'd'), n_train=60, n_test=10)
+  code, err = _main_exit(capsys, ['--dataset', 'mnist', '--data-folder', str(tmp_path / 'd'),
+                                  '--output-folder', str(tmp_path / 'o'), '--config',
+                                  'mnist:tiny', '--batch-size', '7'])
+  assert code == 2 and 'not divisible by the number of devices (2)' in err
+  assert 'Traceback' not in err
+
+
+def test_unknown_override_and_incompatible_resume(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  code, err = _main_exit(capsys, ['--output-folder', str(tmp_path / 'o'), '--config',
+                                  'mnist:tiny', '--set', 'hiden_size=3'])
+  assert code == 2 and "unknown config key 'hiden_size'" in err
+  write_mnist_folder(str(tmp_path / 'd'), n_train=60, n_test=10)
+  base = ['--dataset', 'mnist', '--data-folder', str(tmp_path / 'd'), '--output-folder',
+          str(tmp_path / 'o'), '--config', 'mnist:tiny', '--max-steps', '2', '--no-progress']
+  import train_vqvae  # pylint: disable=g-import-not-at-top
+  train_vqvae.main(base)
+  code, err = _main_exit(capsys, base + ['--k', '32'])
+  assert code == 2 and 'k: saved 16, now 32' in err
