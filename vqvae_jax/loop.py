@@ -40,7 +40,7 @@ class TrainingDiverged(UserError):
 class Task:
   """What one model contributes to `fit`.
 
-  step_fn: (state, images [b, ...] uint8, labels [b] int32) -> (state, metrics),
+  step_fn: (state, images [b, ...], labels [b] int32) -> (state, metrics),
     run under pmap with axis 'batch'; metrics is a dict of arrays identical on
     every device (already reduced over the axis).
   summarize: (metric sums as numpy, number of steps) -> dict of floats to log.
@@ -138,7 +138,7 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
       jax.tree.map(lambda x: jax.ShapeDtypeStruct((n_dev,) + np.shape(x), np.asarray(x).dtype),
                    state),
       jax.ShapeDtypeStruct((n_dev, config.batch_size // n_dev // pc) + train_ds.image_shape,
-                           jnp.uint8),
+                           train_ds.images.dtype),
       jax.ShapeDtypeStruct((n_dev, config.batch_size // n_dev // pc), jnp.int32))
   zero_sums = jax.tree.map(lambda s: np.zeros(s.shape[1:], s.dtype), shapes)
 

@@ -1,0 +1,59 @@
+"""Train the class-conditional Gated PixelCNN prior on a trained VQ-VAE's codes.
+
+    python train_prior.py --model runs/fmnist --output-folder runs/fmnist-prior
+    python -m vqvae_jax sample --prior runs/fmnist-prior -o samples.png
+
+K, the code grid size, the data set and its class names come from the VQ-VAE
+folder (--dataset, --k and --hidden-size-vae are accepted and checked against it).
+Rerunning the same command resumes from the latest checkpoint.
+"""
+import argparse
+import sys
+
+from vqvae_jax import cli_common
+from vqvae_jax.errors import UserError, cli
+
+
+@cli
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--model', required=True, help='the VQ-VAE output folder')
+  p.add_argument('--output-folder', required=True)
+  p.add_argument('--data-folder', default=None, help='if the data moved since the VQ-VAE run')
+  p.add_argument('--dataset', default=None, help='checked against the VQ-VAE run')
+  p.add_argument('--k', type=int, default=None, help='checked against the VQ-VAE run')
+  p.add_argument('--hidden-size-vae', type=int, default=None, help='checked against the VQ-VAE run')
+  p.add_argument('--hidden-size-prior', type=int, default=None)
+  p.add_argument('--num-layers', type=int, default=None)
+  p.add_argument('--batch-size', type=int, default=None)
+  p.add_argument('--num-epochs', type=int, default=None)
+  p.add_argument('--lr', type=float, default=None)
+  p.add_argument('--num-workers', type=int, default=None, help='accepted for compatibility; unused')
+  cli_common.add_common_flags(p)
+  args = p.parse_args(argv)
+  cli_common.set_xla_flags()
+  cli_common.select_device(args.device)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.ERROR)
+
+  config = cli_common.build_config(args, 'prior', {
+      'model': args.model, 'data_folder': args.data_folder,
+      'hidden_size_prior': args.hidden_size_prior, 'num_layers': args.num_layers,
+      'batch_size': args.batch_size, 'num_epochs': args.num_epochs, 'lr': args.lr})
+  from vqvae_jax import data, prior_training, training  # pylint: disable=g-import-not-at-top
+  _, _, vq_meta = training.restore_vqvae(config.model)
+  vq = vq_meta['config']
+  checks = [('dataset', data.canonical_name(args.dataset) if args.dataset else None,
+             vq['dataset']), ('k', args.k, vq['k']), ('hidden-size-vae', args.hidden_size_vae,
+                                                      vq['hidden_size'])]
+  for flag, given, saved in checks:
+    if given is not None and given != saved:
+      raise UserError(f'--{flag} {given} does not match the VQ-VAE in {config.model} ({saved})')
+  result = prior_training.train_prior(config, args.output_folder)
+  test = result['test']
+  print(f'done: step {result["step"]}; test NLL {test["bits_per_code"]:.3f} bits/code, '
+        f'{test["bits_per_dim"]:.4f} bits/dim; outputs in {args.output_folder}')
+
+
+if __name__ == '__main__':
+  sys.exit(main())

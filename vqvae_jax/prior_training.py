@@ -1,0 +1,234 @@
+"""Training the class-conditional Gated PixelCNN prior on a VQ-VAE's codes.
+
+Stage II of VQ-VAE: the codes of train / valid / test are extracted once with a
+jitted encoder and cached in the prior's output folder, then the prior is fitted
+by maximum likelihood with the same loop (checkpoints, resume, logging) as the
+VQ-VAE.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import math
+import os
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+from jax import lax
+
+from vqvae_jax import data, grids, sampling
+from vqvae_jax.checkpoints import Checkpointer
+from vqvae_jax.config_utils import to_json
+from vqvae_jax.errors import UserError
+from vqvae_jax.fileio import atomic_write, write_json
+from vqvae_jax.loop import AXIS, Task, fit, replicate
+from vqvae_jax.models import VQVAE
+from vqvae_jax.prior import GatedPixelCNN, bits_per_dim, cross_entropy, nll_bits
+from vqvae_jax.training import load_split, restore_vqvae, to_float
+
+PRIOR_KEYS = ('hidden_size_prior', 'num_layers', 'seed')
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeSet:
+  """One split's code grids: images [N, h, w] int32 codes, labels [N] int32."""
+  images: np.ndarray
+  labels: np.ndarray
+  class_names: tuple
+
+  def __len__(self):
+    return len(self.labels)
+
+  @property
+  def image_shape(self):
+    return tuple(self.images.shape[1:])
+
+
+def extract_codes(model: VQVAE, variables, ds, batch_size: int = 256) -> np.ndarray:
+  """Encodes every image of `ds`: -> codes [N, H/4, W/4] int32 (eval mode)."""
+  encode = jax.jit(lambda v, x: model.apply(v, to_float(x), method=VQVAE.encode))
+  out = []
+  for images, _, mask in data.eval_batches(ds, batch_size):
+    out.append(np.asarray(encode(variables, images))[mask])
+  return np.concatenate(out).astype(np.int32)
+
+
+def _fingerprint(variables) -> str:
+  """A short hash of the VQ-VAE parameters: cached codes belong to one model."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(variables):
+    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+  return h.hexdigest()[:16]
+
+
+def load_codes(vq_config, workdir, model, variables, class_names) -> dict:
+  """{split: CodeSet}, extracted once and cached in `<workdir>/codes/<split>.npz`."""
+  fp = _fingerprint(variables)
+  out = {}
+  for split in ('train', 'valid', 'test'):
+    path = os.path.join(workdir, 'codes', f'{split}.npz')
+    if os.path.exists(path):
+      with np.load(path) as f:
+        if str(f['fingerprint']) == fp:
+          out[split] = CodeSet(f['codes'], f['labels'], tuple(class_names))
+          continue
+    ds = load_split(vq_config, split)
+    codes = extract_codes(model, variables, ds)
+    buf = io.BytesIO()
+    np.savez(buf, codes=codes, labels=ds.labels, fingerprint=np.asarray(fp))
+    atomic_write(path, buf.getvalue())
+    out[split] = CodeSet(codes, np.asarray(ds.labels, np.int32), tuple(class_names))
+  return out
+
+
+def make_prior(config, k: int, num_classes: int) -> GatedPixelCNN:
+  return GatedPixelCNN(num_codes=k, num_classes=num_classes,
+                       hidden=config.hidden_size_prior, num_layers=config.num_layers)
+
+
+def create_prior_state(rng, model: GatedPixelCNN, grid, lr: float):
+  codes = jnp.zeros((1,) + tuple(grid), jnp.int32)
+  params = model.init(rng, codes, jnp.zeros((1,), jnp.int32))['params']
+  return train_state.TrainState.create(apply_fn=model.apply, params=params,
+                                       tx=optax.adam(lr)).replace(step=jnp.zeros((), jnp.int32))
+
+
+def prior_train_step(state, codes, labels, *, model: GatedPixelCNN):
+  """codes [b, h, w] int32, labels [b] -> (state, {'loss': nats per code})."""
+  def loss_fn(params):
+    return cross_entropy(model.apply({'params': params}, codes, labels), codes)
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  state = state.apply_gradients(grads=lax.pmean(grads, AXIS))
+  return state, {'loss': lax.pmean(loss, AXIS)}
+
+
+def prior_eval_step(state, codes, labels, mask, *, model: GatedPixelCNN):
+  bits = nll_bits(model.apply({'params': state.params}, codes, labels), codes)
+  w = mask.astype(jnp.float32)
+  return lax.psum({'bits': jnp.sum(bits * w), 'n': jnp.sum(w)}, AXIS)
+
+
+def summarize(sums, n_steps):
+  loss = float(sums['loss']) / n_steps
+  return {'loss': loss, 'bits_per_code': loss / math.log(2.0)}
+
+
+def evaluate(rstate, codeset, batch_size, p_eval, image_shape) -> dict:
+  """NLL of every grid in `codeset`: nats and bits per code, bits per image dim."""
+  totals = None
+  for codes, labels, mask in data.prefetch_to_device(data.eval_batches(
+      codeset, batch_size, process_index=jax.process_index(),
+      process_count=jax.process_count())):
+    sums = p_eval(rstate, codes, labels, mask)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(jax.tree.map(lambda x: x[0], totals))
+  per_image = float(totals['bits']) / max(float(totals['n']), 1.0)
+  per_code = per_image / math.prod(codeset.image_shape)
+  return {'loss': per_code * math.log(2.0), 'bits_per_code': per_code,
+          'bits_per_dim': float(bits_per_dim(per_image, image_shape))}
+
+
+def sample_grid(prior, prior_params, vq_model, vq_variables, class_names, per_class, grid,
+                key, temperature=1.0) -> np.ndarray:
+  """One row per class of decoded samples, labelled: uint8 [H', W', 3]."""
+  n = len(class_names)
+  labels = jnp.repeat(jnp.arange(n, dtype=jnp.int32), per_class)
+  codes = sampling.sample_codes(prior, prior_params, labels, tuple(grid), key, temperature)
+  images = jax.jit(lambda v, c: vq_model.apply(v, c, method=VQVAE.decode))(vq_variables, codes)
+  image = grids.make_grid(grids.to_uint8(images), ncol=per_class)
+  return grids.label_rows(image, class_names, row_height=images.shape[1] + 2)
+
+
+def _check_meta(config):
+  def check(meta):
+    saved = meta.get('config', {})
+    if meta.get('kind') != 'prior':
+      raise UserError(f'the output folder holds a {meta.get("kind")!r} run, not a prior')
+    diff = [f'{k}: saved {saved.get(k)!r}, now {config[k]!r}'
+            for k in PRIOR_KEYS if saved.get(k) != config[k]]
+    if os.path.abspath(saved.get('model', '')) != os.path.abspath(config.model):
+      diff.append(f'model: saved {saved.get("model")!r}, now {config.model!r}')
+    if diff:
+      raise UserError('the output folder holds a prior with another configuration (' +
+                      '; '.join(diff) + '): use a new --output-folder or the same settings')
+  return check
+
+
+def _vq_config(vq_meta, data_folder):
+  config = ml_collections.ConfigDict(vq_meta['config'])
+  if data_folder:
+    config.data_folder = data_folder
+  return config
+
+
+def train_prior(config, workdir: str) -> dict:
+  """Fits the prior to the codes of the VQ-VAE in `config.model`; returns a summary
+  with the test NLL ('test': bits per code, bits per image dimension)."""
+  if not config.model:
+    raise UserError('--model (the VQ-VAE output folder) is required')
+  vq_model, vq_vars, vq_meta = restore_vqvae(config.model)
+  vq_config = _vq_config(vq_meta, config.data_folder)
+  class_names = vq_meta['class_names']
+  image_shape = tuple(vq_meta['image_shape'])
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    atomic_write(os.path.join(workdir, 'config.json'), to_json(config) + '\n')
+  codes = load_codes(vq_config, workdir, vq_model, vq_vars, class_names)
+  grid = codes['train'].image_shape
+  model = make_prior(config, vq_config.k, len(class_names))
+  state = create_prior_state(jax.random.key(config.seed), model, grid, config.lr)
+  p_eval = jax.pmap(functools.partial(prior_eval_step, model=model), axis_name=AXIS)
+  sample_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+
+  def on_epoch_end(rstate, epoch, step):
+    del step
+    params = jax.device_get(jax.tree.map(lambda x: x[0], rstate.params))
+    image = sample_grid(model, params, vq_model, vq_vars, class_names, config.samples_per_class,
+                        grid, jax.random.fold_in(sample_key, epoch), config.temperature)
+    grids.save_png(image, os.path.join(workdir, 'samples', f'epoch_{epoch + 1:03d}.png'))
+
+  task = Task(step_fn=functools.partial(prior_train_step, model=model), summarize=summarize,
+              evaluate=lambda rs: evaluate(rs, codes['valid'], config.eval_batch_size, p_eval,
+                                           image_shape),
+              on_epoch_end=on_epoch_end)
+  meta = {'kind': 'prior', 'config': dict(config.to_dict(), model=os.path.abspath(config.model)),
+          'class_names': list(class_names), 'grid': list(grid), 'k': vq_config.k,
+          'image_shape': list(image_shape), 'vqvae_fingerprint': _fingerprint(vq_vars)}
+  result = fit(config, workdir, task=task, state=state, train_ds=codes['train'], meta=meta,
+               check_meta=_check_meta(config))
+  # Test NLL of the best checkpoint by validation.
+  _, params, best_meta = restore_prior(workdir)
+  rstate = replicate(state.replace(params=params))
+  result['test'] = evaluate(rstate, codes['test'], config.eval_batch_size, p_eval, image_shape)
+  result['test']['step'] = best_meta['step']
+  if jax.process_index() == 0:
+    write_json(os.path.join(workdir, 'test_metrics.json'), result['test'])
+  return result
+
+
+def restore_prior(workdir: str, which: str = 'best'):
+  """(GatedPixelCNN, params, meta) from a prior output folder alone."""
+  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  step = ckpt.best_step() if which == 'best' else ckpt.latest_step()
+  if step is None:
+    raise UserError(f'no checkpoint in {workdir}/checkpoints: train a prior there first')
+  meta = ckpt.restore_meta(step)
+  if meta.get('kind') != 'prior':
+    raise UserError(f'{workdir} does not hold a prior (kind {meta.get("kind")!r})')
+  config = ml_collections.ConfigDict(meta['config'])
+  model = make_prior(config, meta['k'], len(meta['class_names']))
+  state = create_prior_state(jax.random.key(0), model, meta['grid'], config.lr)
+  template = {'state': flax.serialization.to_state_dict(state),
+              'epoch_sums': {'loss': np.zeros((), np.float32)}}
+  saved, _ = ckpt.restore(step, template)
+  ckpt.close()
+  state = flax.serialization.from_state_dict(state, saved['state'])
+  return model, state.params, meta
