@@ -64,7 +64,7 @@ def test_system_dir_fallback(tmp_path):
 
 def test_nonexistent_data_folder_is_an_error(tmp_path):
   fixtures.write_mnist_folder(str(tmp_path / 'system' / 'mnist'))
-  with pytest.raises(UserError, match='typo.*does not exist'):
+  with pytest.raises(UserError, match='typo does not exist.*train-images-idx3-ubyte'):
     data.load('mnist', 'test', str(tmp_path / 'typo'))
 
 

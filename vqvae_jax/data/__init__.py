@@ -73,8 +73,8 @@ def load(name: str, split: str, data_folder: str | None = None, *,
   data_folder = data_folder or None
   fixed = name in ('mnist', 'fashion-mnist', 'cifar10')
   if data_folder and fixed and not os.path.isdir(data_folder):
-    raise UserError(f'--data-folder {data_folder} does not exist (leave it out '
-                    f'to search the default locations of {name})')
+    raise _not_found(name, f'--data-folder {data_folder} does not exist (leave '
+                     'it out to search the default locations)')
   episodes = None
   if fixed:
     images, labels, class_names = _fixed_source(name, split, data_folder, image_size)
@@ -108,7 +108,8 @@ def _fixed_source(name: str, split: str, data_folder: str | None,
     else:
       got = tfds_source.read_split(name, part, _tfds_dir(data_folder, name))
       if got is None:
-        raise _not_found(name, folders)
+        raise _not_found(name, f'no data found (looked in {", ".join(folders)} '
+                         'and tensorflow-datasets)')
       images, labels = got
     return {'images': resize_all(images, image_size), 'labels': labels}, {}
 
@@ -131,16 +132,13 @@ def _tfds_dir(data_folder: str | None, name: str) -> str | None:
   return None  # tfds' default: $TFDS_DATA_DIR or ~/tensorflow_datasets
 
 
-def _not_found(name: str, folders: list[str]) -> UserError:
-  tried = ', '.join(folders)
+def _not_found(name: str, problem: str) -> UserError:
   if name == 'cifar10':
     return UserError(
-        f'cifar10: no data found (looked in {tried} and tensorflow-datasets). '
-        f'Expected {cifar.SUBDIR}/ with {", ".join(cifar.TRAIN_FILES)}, '
+        f'cifar10: {problem}. Expected {cifar.SUBDIR}/ with {", ".join(cifar.TRAIN_FILES)}, '
         f'{cifar.TEST_FILES[0]} (or {cifar.ARCHIVE}) in --data-folder; download '
         f'{cifar.URL}')
   apt = ' or `apt-get install dataset-fashion-mnist`' if name == 'fashion-mnist' else ''
   return UserError(
-      f'{name}: no data found (looked in {tried} and tensorflow-datasets). '
-      f'Expected {", ".join(idx.expected_files())} (gzipped or not) in '
+      f'{name}: {problem}. Expected {", ".join(idx.expected_files())} (gzipped or not) in '
       f'--data-folder; download them from {idx.URLS[name]}{apt}')
