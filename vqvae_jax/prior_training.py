@@ -217,7 +217,7 @@ def train_prior(config, workdir: str) -> dict:
 def restore_prior(workdir: str, which: str = 'best'):
   """(GatedPixelCNN, params, meta) from a prior output folder alone."""
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  step = ckpt.best_step() if which == 'best' else ckpt.latest_step()
+  step = (ckpt.best_step() if which == 'best' else None) or ckpt.latest_step()
   if step is None:
     raise UserError(f'no checkpoint in {workdir}/checkpoints: train a prior there first')
   meta = ckpt.restore_meta(step)

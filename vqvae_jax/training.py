@@ -202,7 +202,7 @@ def restore_vqvae(workdir: str, which: str = 'best'):
   'batch_stats'}, and the checkpoint's meta (config, class names, ...).
   """
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  step = ckpt.best_step() if which == 'best' else ckpt.latest_step()
+  step = (ckpt.best_step() if which == 'best' else None) or ckpt.latest_step()
   if step is None:
     raise UserError(f'no checkpoint in {workdir}/checkpoints: train a VQ-VAE there first')
   meta = ckpt.restore_meta(step)

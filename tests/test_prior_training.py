@@ -1,0 +1,95 @@
+"""Stage II end to end on a fixture: code extraction, prior training, test NLL, sampling."""
+import json
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from fixtures import write_mnist_folder
+from vqvae_jax import data, prior_training, training
+from vqvae_jax.config_utils import load_config, override
+from vqvae_jax.prior import cross_entropy
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp('stage2')
+  old = os.environ.get('VQVAE_CACHE_DIR')
+  os.environ['VQVAE_CACHE_DIR'] = str(root / 'cache')
+  write_mnist_folder(str(root / 'mnist'), n_train=100, n_test=20)  # valid 10, train 90
+  vq = load_config('mnist:tiny')
+  override(vq, 'data_folder', str(root / 'mnist'))
+  override(vq, 'num_epochs', 1)
+  training.train_vqvae(vq, str(root / 'vq'))
+  pc = load_config('prior:tiny')
+  override(pc, 'model', str(root / 'vq'))
+  result = prior_training.train_prior(pc, str(root / 'prior'))
+  yield root, vq, result
+  if old is None:
+    os.environ.pop('VQVAE_CACHE_DIR', None)
+  else:
+    os.environ['VQVAE_CACHE_DIR'] = old
+
+
+def test_codes_are_cached_and_equal_the_encoder(runs):
+  root, vq, _ = runs
+  model, variables, meta = training.restore_vqvae(str(root / 'vq'))
+  assert meta['class_names'][0] == '0'
+  with np.load(root / 'prior' / 'codes' / 'test.npz') as f:
+    codes, labels = f['codes'], f['labels']
+  assert codes.shape == (20, 7, 7) and codes.dtype == np.int32
+  assert codes.min() >= 0 and codes.max() < vq.k
+  ds = data.load('mnist', 'test', vq.data_folder)
+  np.testing.assert_array_equal(labels, ds.labels)
+  np.testing.assert_array_equal(codes, prior_training.extract_codes(model, variables, ds,
+                                                                   batch_size=6))
+
+
+def test_test_nll_is_reported_and_matches_the_restored_prior(runs):
+  root, _, result = runs
+  test = json.load(open(root / 'prior' / 'test_metrics.json'))
+  assert test == pytest.approx(result['test'])
+  # bits per dim = bits per image / (28 * 28 * 1); bits per image = 49 * bits per code
+  assert test['bits_per_dim'] == pytest.approx(test['bits_per_code'] * 49 / 784, rel=1e-6)
+  assert 0 < test['bits_per_code'] < 2 * math.log2(16)
+  prior, params, meta = prior_training.restore_prior(str(root / 'prior'))
+  assert meta['k'] == 16 and meta['grid'] == [7, 7] and meta['step'] == test['step']
+  with np.load(root / 'prior' / 'codes' / 'test.npz') as f:
+    codes, labels = f['codes'], f['labels']
+  nats = float(cross_entropy(prior.apply({'params': params}, codes, labels), codes))
+  assert nats / math.log(2) == pytest.approx(test['bits_per_code'], rel=1e-5)
+  rows = [json.loads(l) for l in open(root / 'prior' / 'metrics.jsonl')]
+  assert [r['epoch'] for r in rows if r['split'] == 'valid'] == [1, 2]
+  assert sorted(os.listdir(root / 'prior' / 'samples')) == ['epoch_001.png', 'epoch_002.png']
+
+
+def test_sample_command_writes_a_labelled_grid(runs, tmp_path):
+  root, _, _ = runs
+  from vqvae_jax.__main__ import main  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 's.png'
+  main(['sample', '--prior', str(root / 'prior'), '-o', str(out), '--per-class', '2'])
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = np.asarray(Image.open(out))
+  assert image.shape[0] == 10 * 30 + 2  # one 28-pixel row (+2 padding) per class
+  # Deterministic for a seed.
+  main(['sample', '--prior', str(root / 'prior'), '-o', str(tmp_path / 't.png'),
+        '--per-class', '2'])
+  np.testing.assert_array_equal(image, np.asarray(Image.open(tmp_path / 't.png')))
+
+
+def test_mismatched_flags_and_folders_are_clear_errors(runs, tmp_path, capsys):
+  root, _, _ = runs
+  import train_prior  # pylint: disable=g-import-not-at-top
+  for extra, message in ((['--k', '99'], '--k 99 does not match'),
+                         (['--dataset', 'cifar10'], '--dataset cifar10 does not match')):
+    with pytest.raises(SystemExit) as e:
+      train_prior.main(['--model', str(root / 'vq'), '--output-folder', str(tmp_path / 'p'),
+                        '--config', 'prior:tiny'] + extra)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and 'Traceback' not in err
+  with pytest.raises(SystemExit) as e:  # a prior folder is not a VQ-VAE
+    train_prior.main(['--model', str(root / 'prior'), '--output-folder', str(tmp_path / 'p'),
+                      '--config', 'prior:tiny'])
+  assert e.value.code == 2 and 'does not hold a VQ-VAE' in capsys.readouterr().err
