@@ -188,23 +188,27 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
           if step % config.log_every == 0 or epoch_done or step == total:
             _log_interval(task, writer, bar, last, rsums, step, config.batch_size)
           stopped = stop.requested or step >= total
-          if epoch_done:
+          if epoch_done or step >= total:
             break
           if stopped or step % config.ckpt_every == 0:
             save(rstate, _unreplicate(rsums))
           if stopped:
             break
-        if step % spe == 0:  # an epoch ended
-          epoch_metrics = task.summarize(_unreplicate(rsums), spe)
-          writer.write(step, 'train_epoch', dict(epoch_metrics, epoch=epoch + 1))
+        epoch_done = step % spe == 0
+        if epoch_done or step >= total:  # evaluate at each epoch end and at the last step
+          if epoch_done:
+            epoch_metrics = task.summarize(_unreplicate(rsums), spe)
+            writer.write(step, 'train_epoch', dict(epoch_metrics, epoch=epoch + 1))
           valid = task.evaluate(rstate)
-          writer.write(step, 'valid', dict(valid, epoch=epoch + 1))
+          writer.write(step, 'valid', dict(valid, epoch=step / spe))
           if pi == 0:
-            bar.write(f'epoch {epoch + 1}: ' + ', '.join(
+            bar.write(f'step {step} (epoch {step / spe:.2f}): ' + ', '.join(
                 f'valid {k} {v:.4g}' for k, v in valid.items()))
-          rsums = replicate(zero_sums, devices)
-          last['sums'] = zero_sums
-          save(rstate, zero_sums, valid)
+          sums = zero_sums if epoch_done else _unreplicate(rsums)
+          if epoch_done:
+            rsums = replicate(zero_sums, devices)
+            last['sums'] = zero_sums
+          save(rstate, sums, valid)
           if task.on_epoch_end is not None and pi == 0:
             task.on_epoch_end(rstate, epoch, step)
   finally:
