@@ -1,0 +1,446 @@
+"""Strided convolutions of the VQ-VAE, written for speed (NHWC).
+
+`DownConv`: 4x4 stride-2 convolution, padding 1 (H -> H/2), as torch Conv2d(4, 2, 1).
+`UpConv`: 4x4 stride-2 transposed convolution, padding 1 (H -> 2H), as torch
+ConvTranspose2d(4, 2, 1).
+`Conv3x3`: 3x3 stride-1 convolution, padding 1, as nn.Conv(C, (3, 3), padding=1).
+
+All keep a `kernel` [kh, kw, C_in, C_out] (Xavier-uniform) and a `bias` [C_out]
+(zeros), and are the functions `reference_down` / `reference_up` /
+`reference_conv3x3` below; the other formulations here compute the same
+function (same sums, other order; tests/test_layers.py checks values and
+gradients).
+
+Why: XLA:CPU runs some convolutions (above all the kernel gradient of a strided
+transposed convolution) through slow generic loops. The formulations below
+only use pads, slices, reshapes/transposes and matrix products (`dot_general`),
+whose forward and backward passes all map to XLA:CPU's fast matmul.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+_DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+# ----------------------------------------------------------------------------
+# References (the definitions).
+# ----------------------------------------------------------------------------
+def reference_down(x, kernel, bias):
+  """x: [B, H, W, Ci], kernel: [4, 4, Ci, Co] -> [B, H/2, W/2, Co]."""
+  y = lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
+  return y + bias
+
+
+def reference_up(x, kernel, bias):
+  """x: [B, H, W, Ci], kernel: [4, 4, Ci, Co] -> [B, 2H, 2W, Co]."""
+  y = lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)), dimension_numbers=_DN)
+  return y + bias
+
+
+def reference_conv3x3(x, kernel, bias):
+  """x: [B, H, W, Ci], kernel: [3, 3, Ci, Co] -> [B, H, W, Co] (padding 1)."""
+  y = lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
+  return y + bias
+
+
+# ----------------------------------------------------------------------------
+# Helpers.
+# ----------------------------------------------------------------------------
+def _matmul(a, w):
+  """a: [..., K] @ w: [K, N] -> [..., N] as one 2-D dot."""
+  lead = a.shape[:-1]
+  y = lax.dot_general(a.reshape(-1, a.shape[-1]), w, (((1,), (0,)), ((), ())))
+  return y.reshape(lead + (w.shape[-1],))
+
+
+def _pad_hw(x, lo_h, hi_h, lo_w, hi_w):
+  rest = ((0, 0),) * (x.ndim - 3)
+  return jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w)) + rest)
+
+
+def space_to_depth(x):
+  """[B, 2h, 2w, C] -> [B, h, w, 4C], channel order (row phase, col phase, c)."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // 2, w // 2, 4 * c)
+
+
+def depth_to_space(x, c):
+  """[B, h, w, 4C] with channel order (row phase, col phase, c) -> [B, 2h, 2w, C]."""
+  b, h, w, _ = x.shape
+  x = x.reshape(b, h, w, 2, 2, c)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c)
+
+
+# ----------------------------------------------------------------------------
+# DownConv formulations: y[i] = sum_a xpad[2i + a] K[a], xpad = x padded by 1.
+# Split a = 2p + r: y[i] = sum_{p, r} s2d(xpad)[i + p, r] K[2p + r], a 2x2
+# stride-1 convolution of the space-to-depth input.
+# ----------------------------------------------------------------------------
+def _down_prepare(x):
+  """Pads by 1 (plus one row/col for odd sizes) and applies space-to-depth.
+
+  Returns (s [B, Ho + 1, Wo + 1, 4Ci], Ho, Wo)."""
+  _, h, w, _ = x.shape
+  ho, wo = (h - 2) // 2 + 1, (w - 2) // 2 + 1
+  xp = _pad_hw(x, 1, 1 + (h % 2), 1, 1 + (w % 2))
+  s = space_to_depth(xp)
+  return s[:, :ho + 1, :wo + 1], ho, wo
+
+
+def _down_kernel(kernel):
+  """[4, 4, Ci, Co] -> [2, 2, 4Ci, Co], index (p, q, (r, s, c), o) = K[2p + r, 2q + s, c, o]."""
+  _, _, ci, co = kernel.shape
+  k = kernel.reshape(2, 2, 2, 2, ci, co)  # p r q s c o
+  return k.transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * ci, co)
+
+
+def down_s2d_conv(x, kernel, bias):
+  """Space-to-depth, then a 2x2 stride-1 VALID convolution (lax.conv)."""
+  s, _, _ = _down_prepare(x)
+  y = lax.conv_general_dilated(s, _down_kernel(kernel), (1, 1), 'VALID', dimension_numbers=_DN)
+  return y + bias
+
+
+def down_s2d_matmul(x, kernel, bias):
+  """Space-to-depth, then the four 2x2 taps concatenated and one matmul."""
+  s, ho, wo = _down_prepare(x)
+  taps = [s[:, p:p + ho, q:q + wo] for p in (0, 1) for q in (0, 1)]
+  patches = jnp.concatenate(taps, axis=-1)  # [B, Ho, Wo, (p, q, r, s, c)]
+  k = _down_kernel(kernel).reshape(-1, kernel.shape[-1])
+  return _matmul(patches, k) + bias
+
+
+def down_s2d_shift(x, kernel, bias):
+  """Space-to-depth, one matmul with all four 2x2 taps as outputs
+  ([4Ci, 4Co], on the (Ho+1)x(Wo+1) grid), then the four shifted slices summed."""
+  s, ho, wo = _down_prepare(x)
+  co = kernel.shape[-1]
+  k = _down_kernel(kernel)  # p q (r s c) o
+  k = k.transpose(2, 0, 1, 3).reshape(-1, 4 * co)  # (r s c), (p q o)
+  z = _matmul(s, k)
+  z = z.reshape(z.shape[:3] + (2, 2, co))
+  acc = None
+  for p in (0, 1):
+    for q in (0, 1):
+      t = z[:, p:p + ho, q:q + wo, p, q]
+      acc = t if acc is None else acc + t
+  return acc + bias
+
+
+def down_strided_matmul(x, kernel, bias):
+  """The 16 taps as strided slices of the padded input, one matmul."""
+  _, h, w, ci = x.shape
+  ho, wo = (h - 2) // 2 + 1, (w - 2) // 2 + 1
+  xp = _pad_hw(x, 1, 1, 1, 1)
+  taps = [lax.slice(xp, (0, a, b, 0), (xp.shape[0], a + 2 * ho - 1, b + 2 * wo - 1, ci),
+                    (1, 2, 2, 1)) for a in range(4) for b in range(4)]
+  patches = jnp.concatenate(taps, axis=-1)  # [B, Ho, Wo, (a, b, c)]
+  return _matmul(patches, kernel.reshape(-1, kernel.shape[-1])) + bias
+
+
+# ----------------------------------------------------------------------------
+# UpConv formulations. reference_up computes (1-D, per axis)
+#   y[o] = sum_a xd[o + a - 2] K[a],  xd = x dilated by 2,
+# so y[2m + r] = sum_{p in 0,1} xpad[m + r + p] K[2p + r] with xpad = x padded
+# by 1: each output phase r is a 2-tap stride-1 convolution ("sub-pixel").
+# ----------------------------------------------------------------------------
+def _up_phase_kernels(kernel):
+  """[4, 4, Ci, Co] -> [2, 2, 2, 2, Ci, Co] indexed (r, s, p, q, c, o) = K[2p + r, 2q + s]."""
+  _, _, ci, co = kernel.shape
+  k = kernel.reshape(2, 2, 2, 2, ci, co)  # p r q s c o
+  return k.transpose(1, 3, 0, 2, 4, 5)
+
+
+def up_sub3_conv(x, kernel, bias):
+  """One 3x3 stride-1 convolution with 4Co outputs (zeros where a phase has no
+  tap), then depth-to-space. 2.25x the multiply-adds of the others."""
+  _, _, ci, co = kernel.shape
+  kp = _up_phase_kernels(kernel)  # r s p q c o
+  k3 = jnp.zeros((3, 3, ci, 2, 2, co), kernel.dtype)
+  for r in (0, 1):
+    for s in (0, 1):
+      k3 = k3.at[r:r + 2, s:s + 2, :, r, s, :].set(kp[r, s])
+  k3 = k3.reshape(3, 3, ci, 4 * co)
+  y = lax.conv_general_dilated(x, k3, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
+  return depth_to_space(y, co) + bias
+
+
+def _up_sub2_kernel(kernel):
+  """[4, 4, Ci, Co] -> [2, 2, Ci, 4Co]: (p, q, c, (r, s, o)) = K[2p + r, 2q + s, c, o]."""
+  _, _, ci, co = kernel.shape
+  k = kernel.reshape(2, 2, 2, 2, ci, co)  # p r q s c o
+  return k.transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, ci, 4 * co)
+
+
+def _up_sub2_assemble(z, h, w, co):
+  """z: [B, H + 1, W + 1, (r, s, o)] -> y[2m + r, 2n + s] = z[m + r, n + s, (r, s)]."""
+  b = z.shape[0]
+  z = z.reshape(b, h + 1, w + 1, 2, 2, co)
+  rows = []
+  for r in (0, 1):
+    cols = [z[:, r:r + h, s:s + w, r, s] for s in (0, 1)]
+    rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2(s), Co]
+  y = jnp.stack(rows, axis=2)  # [B, H, 2(r), W, 2(s), Co]
+  return y.reshape(b, 2 * h, 2 * w, co)
+
+
+def up_sub2_conv(x, kernel, bias):
+  """One 2x2 VALID convolution of the padded input with 4Co outputs, on an
+  (H+1)x(W+1) grid; phase (r, s) is the window at offset (r, s)."""
+  _, h, w, _ = x.shape
+  co = kernel.shape[-1]
+  xp = _pad_hw(x, 1, 1, 1, 1)
+  z = lax.conv_general_dilated(xp, _up_sub2_kernel(kernel), (1, 1), 'VALID', dimension_numbers=_DN)
+  return _up_sub2_assemble(z, h, w, co) + bias
+
+
+def up_sub2_matmul(x, kernel, bias):
+  """As up_sub2_conv, with the 2x2 convolution as patches and one matmul."""
+  _, h, w, ci = x.shape
+  co = kernel.shape[-1]
+  xp = _pad_hw(x, 1, 1, 1, 1)
+  taps = [xp[:, p:p + h + 1, q:q + w + 1] for p in (0, 1) for q in (0, 1)]
+  patches = jnp.concatenate(taps, axis=-1)  # [B, H+1, W+1, (p, q, c)]
+  z = _matmul(patches, _up_sub2_kernel(kernel).reshape(4 * ci, 4 * co))
+  return _up_sub2_assemble(z, h, w, co) + bias
+
+
+def up_phase_matmul(x, kernel, bias):
+  """Each of the four output phases as its own patches @ [4Ci, Co] product
+  (no wasted multiply-adds), batched in one dot_general."""
+  b, h, w, ci = x.shape
+  co = kernel.shape[-1]
+  xp = _pad_hw(x, 1, 1, 1, 1)
+  kp = _up_phase_kernels(kernel).reshape(4, 4 * ci, co)  # (r, s), (p, q, c), o
+  phases = []
+  for r in (0, 1):
+    for s in (0, 1):
+      taps = [xp[:, r + p:r + p + h, s + q:s + q + w] for p in (0, 1) for q in (0, 1)]
+      phases.append(jnp.concatenate(taps, axis=-1).reshape(-1, 4 * ci))
+  pa = jnp.stack(phases)  # [4, N, 4Ci]
+  z = lax.dot_general(pa, kp, (((2,), (1,)), ((0,), (0,))))  # [4, N, Co]
+  z = z.reshape(2, 2, b, h, w, co).transpose(2, 3, 0, 4, 1, 5)
+  return z.reshape(b, 2 * h, 2 * w, co) + bias
+
+
+def up_col2im(x, kernel, bias):
+  """Matmul first (every input pixel times the whole 4x4 kernel, [Ci, 16Co]),
+  then overlap-add of the 16 products per output phase. Cheapest when Co is
+  small (the last decoder layer)."""
+  b, h, w, ci = x.shape
+  co = kernel.shape[-1]
+  # c[i, j, a, bb, o] = sum_c x[i, j, c] K[a, bb, c, o]
+  k = kernel.transpose(2, 0, 1, 3).reshape(ci, 16 * co)
+  c = _matmul(x, k).reshape(b, h, w, 4, 4, co)
+  cp = _pad_hw(c, 1, 1, 1, 1)  # cp[i + 1] = c[i]
+  # 1-D: y[2m + r] = sum_p x[m + r + p - 1] K[2p + r] = sum_p c[m + r + p - 1, 2p + r]
+  #                = sum_p cp[m + r + p, 2p + r].
+  rows = []
+  for r in (0, 1):
+    cols = []
+    for s in (0, 1):
+      acc = None
+      for p in (0, 1):
+        for q in (0, 1):
+          t = cp[:, r + p:r + p + h, s + q:s + q + w, 2 * p + r, 2 * q + s]
+          acc = t if acc is None else acc + t
+      cols.append(acc)
+    rows.append(jnp.stack(cols, axis=3))
+  y = jnp.stack(rows, axis=2)  # [B, H, 2, W, 2, Co]
+  return y.reshape(b, 2 * h, 2 * w, co) + bias
+
+
+# ----------------------------------------------------------------------------
+# 3x3 stride-1 convolution.
+# ----------------------------------------------------------------------------
+def conv3x3_matmul(x, kernel, bias):
+  """Patches (9 shifted copies concatenated) and one matmul."""
+  _, h, w, ci = x.shape
+  xp = _pad_hw(x, 1, 1, 1, 1)
+  taps = [xp[:, a:a + h, bb:bb + w] for a in range(3) for bb in range(3)]
+  patches = jnp.concatenate(taps, axis=-1)  # [B, H, W, (a, b, c)]
+  return _matmul(patches, kernel.reshape(9 * ci, -1)) + bias
+
+
+def conv3x3_shift_matmul(x, kernel, bias):
+  """Nine matmuls of shifted inputs, summed (no patches array)."""
+  _, h, w, _ = x.shape
+  xp = _pad_hw(x, 1, 1, 1, 1)
+  acc = None
+  for a in range(3):
+    for bb in range(3):
+      t = _matmul(xp[:, a:a + h, bb:bb + w], kernel[a, bb])
+      acc = t if acc is None else acc + t
+  return acc + bias
+
+
+def conv3x3_shift(x, kernel, bias):
+  """One matmul with all nine taps as outputs ([Ci, 9Co]), then the nine
+  shifted slices of the (padded) product summed."""
+  b, h, w, ci = x.shape
+  co = kernel.shape[-1]
+  z = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(ci, 9 * co))
+  z = _pad_hw(z.reshape(b, h, w, 3, 3, co), 1, 1, 1, 1)
+  acc = None
+  for a in range(3):
+    for bb in range(3):
+      t = z[:, a:a + h, bb:bb + w, a, bb]
+      acc = t if acc is None else acc + t
+  return acc + bias
+
+
+DOWN_IMPLS = {
+    'reference': reference_down,
+    's2d_conv': down_s2d_conv,
+    's2d_matmul': down_s2d_matmul,
+    's2d_shift': down_s2d_shift,
+    'strided_matmul': down_strided_matmul,
+}
+UP_IMPLS = {
+    'reference': reference_up,
+    'sub3_conv': up_sub3_conv,
+    'sub2_conv': up_sub2_conv,
+    'sub2_matmul': up_sub2_matmul,
+    'phase_matmul': up_phase_matmul,
+    'col2im': up_col2im,
+}
+CONV3X3_IMPLS = {
+    'reference': reference_conv3x3,
+    'matmul': conv3x3_matmul,
+    'shift_matmul': conv3x3_shift_matmul,
+    'shift': conv3x3_shift,
+}
+
+
+# Formulations picked by impl='auto': a layer whose input (DownConv) or output
+# (UpConv) has at most NARROW channels is an image-side layer and uses the
+# '*_narrow' entry. Benchmarks may change these before tracing.
+NARROW = 16
+AUTO_IMPL = {'down': 's2d_conv', 'down_narrow': 's2d_conv',
+             'up': 'sub2_conv', 'up_narrow': 'col2im', 'conv3x3': 'reference'}
+
+
+def _pick(impl, table, kind, narrow):
+  if impl == 'auto':
+    impl = AUTO_IMPL[kind + ('_narrow' if narrow else '')]
+  if impl not in table:
+    raise ValueError(f'unknown {kind} formulation {impl!r}; one of {sorted(table)}')
+  return table[impl]
+
+
+class DownConv(nn.Module):
+  """4x4 stride-2 convolution, padding 1: [B, H, W, Ci] -> [B, H/2, W/2, features]."""
+  features: int
+  impl: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
+                        (4, 4, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    f = _pick(self.impl, DOWN_IMPLS, 'down', x.shape[-1] <= NARROW)
+    return f(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+
+
+class UpConv(nn.Module):
+  """4x4 stride-2 transposed convolution, padding 1: [B, H, W, Ci] -> [B, 2H, 2W, features]."""
+  features: int
+  impl: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
+                        (4, 4, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    f = _pick(self.impl, UP_IMPLS, 'up', self.features <= NARROW)
+    return f(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+
+
+class Conv3x3(nn.Module):
+  """3x3 stride-1 convolution, padding 1 (nn.Conv(features, (3, 3), padding=1))."""
+  features: int
+  impl: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    f = _pick(self.impl, CONV3X3_IMPLS, 'conv3x3', False)
+    return f(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+
+
+# ----------------------------------------------------------------------------
+# BatchNorm with its reductions as matrix products.
+# ----------------------------------------------------------------------------
+def _col_sum(a):
+  """a [N, C] -> [C]: sum over rows as ones[N] @ a (XLA:CPU's reductions over
+  leading dimensions are slow; the dot is not, and neither is its transpose)."""
+  ones = jnp.ones((a.shape[0],), a.dtype)
+  return lax.dot_general(ones, a, (((0,), (0,)), ((), ())))
+
+
+def _rows(v, n):
+  """v [C] -> [N, C] every row v, as ones[N, 1] @ v[1, C]: the gradient
+  w.r.t. v (a sum over rows) is then a dot as well."""
+  ones = jnp.ones((n, 1), v.dtype)
+  return lax.dot_general(ones, v[None, :], (((1,), (0,)), ((), ())))
+
+
+def batch_norm_train(x, scale, bias, epsilon=1e-5, axis_name=None):
+  """Training-mode batch norm over all axes but the last, as flax's
+  nn.BatchNorm(use_fast_variance=True): var = E[x^2] - E[x]^2 (clipped at 0),
+  statistics in float32 and averaged over `axis_name` (pmean) if given.
+
+  Returns (y like x, batch mean [C], batch var [C]).
+  """
+  c = x.shape[-1]
+  f32 = jnp.promote_types(x.dtype, jnp.float32)
+  x2 = x.reshape(-1, c).astype(f32)
+  n = x2.shape[0]
+  mean = _col_sum(x2) / n
+  mean2 = _col_sum(x2 * x2) / n
+  if axis_name is not None:
+    mean, mean2 = lax.pmean((mean, mean2), axis_name)
+  var = jnp.maximum(mean2 - mean * mean, 0.0)
+  a = scale.astype(f32) * lax.rsqrt(var + epsilon)
+  b = bias.astype(f32) - mean * a
+  y = x2 * _rows(a, n) + _rows(b, n)
+  return y.reshape(x.shape).astype(x.dtype), mean, var
+
+
+class BatchNorm(nn.Module):
+  """Drop-in for the nn.BatchNorm(axis=-1, use_fast_variance=True) the model
+  uses: same variables (params scale/bias, batch_stats mean/var), same
+  function; training-mode statistics computed by `batch_norm_train`."""
+  use_running_average: Optional[bool] = None
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  axis_name: Optional[str] = None
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, use_running_average: Optional[bool] = None):
+    use_ra = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
+    c = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
+    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    dtype = self.dtype or jnp.result_type(x, scale)
+    if use_ra:
+      f32 = jnp.promote_types(x.dtype, jnp.float32)
+      a = scale.astype(f32) * lax.rsqrt(ra_var.value.astype(f32) + self.epsilon)
+      b = bias.astype(f32) - ra_mean.value.astype(f32) * a
+      return (x.astype(f32) * a + b).astype(dtype)
+    y, mean, var = batch_norm_train(x.astype(dtype), scale, bias, self.epsilon, self.axis_name)
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var
+    return y
