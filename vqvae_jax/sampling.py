@@ -37,6 +37,7 @@ from vqvae_jax.prior import GatedPixelCNN, conv_windows
 def _check(model, labels, shape, temperature):
   if not isinstance(model, GatedPixelCNN):
     raise TypeError(f'expected a GatedPixelCNN, got {type(model).__name__}')
+  labels = jnp.asarray(labels, jnp.int32)
   if labels.ndim != 1:
     raise ValueError(f'labels must be [B], got shape {labels.shape}')
   h, w = shape
@@ -44,7 +45,7 @@ def _check(model, labels, shape, temperature):
     raise ValueError(f'grid shape must be positive, got {shape}')
   if not temperature > 0:
     raise ValueError(f'temperature must be > 0, got {temperature}')
-  return jnp.asarray(labels, jnp.int32), (int(h), int(w))
+  return labels, (int(h), int(w))
 
 
 def _draw(key, logits, temperature):

@@ -1,0 +1,205 @@
+"""Prior speed: JAX samplers (plain and fast) and training vs the PyTorch reference.
+
+Prints ONE JSON line on stdout (progress on stderr).
+
+    python benchmarks/bench_sampling.py                  # 3 alternating rounds, ~4 min
+    python benchmarks/bench_sampling.py --rounds 1 --sections sample
+
+Measured, with the prior's defaults (K 512, 10 classes, 15 layers, hidden 64,
+random weights, float32, CPU):
+  sample  seconds to sample 64 class-conditional 8x8 code grids (labels 0..9
+          repeated) with `sampling.sample_codes` (fast, cached activations) and
+          `sampling.sample_codes_plain` (one full pass per position), after
+          compilation (compile time reported apart), and the reference's
+          `prior_sample_s` from `bench_torch.py --quick` (its --quick figure is
+          the median full forward pass x 64 positions). `same_samples`: the
+          fast and plain samplers drew identical codes for the benchmark key.
+  train   prior training images/s at batch 128 (forward, cross-entropy,
+          backward, Adam 3e-4) on random 7x7 and 8x8 codes, median step after
+          one compiling step, against the reference's `prior_train_imgs_per_s`.
+Each round runs the reference in a subprocess, then the JAX measurements, so
+the two see the same machine state; medians over rounds, ratios of medians.
+The reference needs a venv with torch (see ../shared/bench/README.md):
+    python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
+from vqvae_jax import prior as prior_lib  # noqa: E402
+from vqvae_jax import sampling  # noqa: E402
+
+GRIDS = 64
+SHAPE = (8, 8)
+BATCH = 128
+NUM_CLASSES = 10
+
+
+def _log(*a):
+  print(*a, file=sys.stderr, flush=True)
+
+
+def _timed(fn):
+  t0 = time.perf_counter()
+  out = jax.block_until_ready(fn())
+  return time.perf_counter() - t0, out
+
+
+def _torch_round(args, sections):
+  only = ','.join({'sample': 'sample', 'train': 'prior'}[s] for s in sections)
+  cmd = [args.torch_python, args.torch_bench, '--quick', '--only', only,
+         '--threads', str(args.threads)]
+  res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if res.returncode != 0:
+    raise SystemExit(f'error: {" ".join(cmd)} failed:\n{res.stderr[-2000:]}')
+  return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+class _Sampling:
+  """The two JAX samplers on the default prior, compiled once."""
+
+  def __init__(self, model, params):
+    self.model, self.params = model, params
+    self.labels = jnp.arange(GRIDS, dtype=jnp.int32) % NUM_CLASSES
+    self.key = jax.random.key(1234)
+    self.compile_s = {}
+    self.codes = {}
+    for name in ('fast', 'plain'):
+      self.compile_s[name], self.codes[name] = _timed(lambda n=name: self.run(n))
+
+  def run(self, name):
+    fn = sampling.sample_codes if name == 'fast' else sampling.sample_codes_plain
+    return fn(self.model, self.params, self.labels, SHAPE, self.key)
+
+  def time(self, name):
+    return _timed(lambda: self.run(name))[0]
+
+
+class _Training:
+  """One jitted prior training step per grid size, as in the reference."""
+
+  def __init__(self, model, params):
+    self.model, self.params = model, params
+    self.tx = optax.adam(3e-4)
+    self.step = jax.jit(self._step, donate_argnums=(0, 1))
+    self.state = {}
+    self.compile_s = {}
+    rng = np.random.default_rng(0)
+    for hw in (7, 8):
+      codes = jnp.asarray(rng.integers(0, model.num_codes, (BATCH, hw, hw)), jnp.int32)
+      labels = jnp.asarray(rng.integers(0, NUM_CLASSES, (BATCH,)), jnp.int32)
+      p = jax.tree.map(jnp.copy, params)
+      self.state[hw] = [p, self.tx.init(p), codes, labels]
+      self.compile_s[f'{hw}x{hw}'] = self.time(hw)
+
+  def _step(self, params, opt, codes, labels):
+    def loss_fn(p):
+      logits = self.model.apply({'params': p}, codes, labels)
+      return prior_lib.cross_entropy(logits, codes)
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt = self.tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), opt, loss
+
+  def time(self, hw):
+    p, o, codes, labels = self.state[hw]
+    t, (p, o, loss) = _timed(lambda: self.step(p, o, codes, labels))
+    if not np.isfinite(float(loss)):
+      raise SystemExit('error: non-finite loss in the training benchmark')
+    self.state[hw][:2] = [p, o]
+    return t
+
+
+def _median(xs):
+  return statistics.median(xs) if xs else None
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('--torch-python', default=os.path.join(_REPO, '.venv-torch', 'bin', 'python'))
+  ap.add_argument('--torch-bench', default=os.path.join(
+      os.path.dirname(_REPO), 'shared', 'bench', 'bench_torch.py'))
+  ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--fast-runs', type=int, default=3, help='fast-sampler runs per round')
+  ap.add_argument('--train-steps', type=int, default=3, help='timed steps per size per round')
+  ap.add_argument('--sections', default='sample,train', help='subset of: sample, train')
+  ap.add_argument('--threads', type=int, default=2, help='torch threads')
+  args = ap.parse_args()
+  sections = [s for s in ('sample', 'train') if s in args.sections.split(',')]
+  if not sections or set(args.sections.split(',')) - {'sample', 'train'}:
+    ap.error(f'--sections must name sample and/or train, got {args.sections!r}')
+  for path in (args.torch_python, args.torch_bench):
+    if not os.path.exists(path):
+      raise SystemExit(f'error: {path} not found (see this script\'s docstring)')
+
+  t_start, load0 = time.perf_counter(), os.getloadavg()
+  model = prior_lib.GatedPixelCNN(num_classes=NUM_CLASSES)
+  params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, *SHAPE), jnp.int32),
+                               jnp.zeros((1,), jnp.int32))['params']
+  samp = _Sampling(model, params) if 'sample' in sections else None
+  train = _Training(model, params) if 'train' in sections else None
+  runs = {'torch_sample': [], 'jax_fast': [], 'jax_plain': [], 'torch_train': [],
+          'jax_train': []}
+  torch_info = {}
+  for r in range(args.rounds):
+    ref = _torch_round(args, sections)
+    torch_info = {k: ref.get(k) for k in ('torch', 'threads', 'prior_sample_method')}
+    _log(f'round {r}: torch', {k: ref.get(k) for k in ('prior_sample_s', 'prior_train_imgs_per_s')})
+    if samp:
+      runs['torch_sample'].append(ref['prior_sample_s']['8x8'])
+      runs['jax_fast'].extend(samp.time('fast') for _ in range(args.fast_runs))
+      runs['jax_plain'].append(samp.time('plain'))
+      _log(f'round {r}: jax fast {runs["jax_fast"][-1]:.3f} s, plain {runs["jax_plain"][-1]:.2f} s')
+    if train:
+      runs['torch_train'].append(ref['prior_train_imgs_per_s'])
+      step_s = {f'{hw}x{hw}': _median([train.time(hw) for _ in range(args.train_steps)])
+                for hw in (7, 8)}
+      runs['jax_train'].append({k: BATCH / v for k, v in step_s.items()})
+      _log(f'round {r}: jax train img/s', runs['jax_train'][-1])
+
+  out = {'bench': 'prior_sampling', 'grids': GRIDS, 'shape': list(SHAPE),
+         'K': model.num_codes, 'layers': model.num_layers, 'hidden': model.hidden,
+         'classes': NUM_CLASSES, 'rounds': args.rounds}
+  if samp:
+    fast, plain, ref = (_median(runs[k]) for k in ('jax_fast', 'jax_plain', 'torch_sample'))
+    out.update({
+        'jax_fast_s': fast, 'jax_plain_s': plain, 'torch_s': ref,
+        'speedup_fast_vs_torch': ref / fast, 'speedup_fast_vs_plain': plain / fast,
+        'same_samples': bool((samp.codes['fast'] == samp.codes['plain']).all()),
+        'compile_s': samp.compile_s})
+  if train:
+    jax_rate = {k: _median([r[k] for r in runs['jax_train']]) for k in ('7x7', '8x8')}
+    ref_rate = {k: _median([r[k] for r in runs['torch_train']]) for k in ('7x7', '8x8')}
+    out['prior_train_imgs_per_s'] = {
+        'jax': jax_rate, 'torch': ref_rate,
+        'ratio': {k: jax_rate[k] / ref_rate[k] for k in jax_rate},
+        'compile_s': train.compile_s}
+  out['runs'] = {k: v for k, v in runs.items() if v}
+  out.update({'reference': torch_info, 'jax': jax.__version__,
+              'backend': jax.default_backend(), 'python': platform.python_version(),
+              'cpus': os.cpu_count(), 'loadavg_start_end': [load0[0], os.getloadavg()[0]],
+              'wall_s': time.perf_counter() - t_start})
+  print(json.dumps(out, separators=(',', ':')))
+
+
+if __name__ == '__main__':
+  main()
