@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -116,34 +117,6 @@ def down_s2d_matmul(x, kernel, bias):
   return _matmul(patches, k) + bias
 
 
-def down_s2d_shift(x, kernel, bias):
-  """Space-to-depth, one matmul with all four 2x2 taps as outputs
-  ([4Ci, 4Co], on the (Ho+1)x(Wo+1) grid), then the four shifted slices summed."""
-  s, ho, wo = _down_prepare(x)
-  co = kernel.shape[-1]
-  k = _down_kernel(kernel)  # p q (r s c) o
-  k = k.transpose(2, 0, 1, 3).reshape(-1, 4 * co)  # (r s c), (p q o)
-  z = _matmul(s, k)
-  z = z.reshape(z.shape[:3] + (2, 2, co))
-  acc = None
-  for p in (0, 1):
-    for q in (0, 1):
-      t = z[:, p:p + ho, q:q + wo, p, q]
-      acc = t if acc is None else acc + t
-  return acc + bias
-
-
-def down_strided_matmul(x, kernel, bias):
-  """The 16 taps as strided slices of the padded input, one matmul."""
-  _, h, w, ci = x.shape
-  ho, wo = (h - 2) // 2 + 1, (w - 2) // 2 + 1
-  xp = _pad_hw(x, 1, 1, 1, 1)
-  taps = [lax.slice(xp, (0, a, b, 0), (xp.shape[0], a + 2 * ho - 1, b + 2 * wo - 1, ci),
-                    (1, 2, 2, 1)) for a in range(4) for b in range(4)]
-  patches = jnp.concatenate(taps, axis=-1)  # [B, Ho, Wo, (a, b, c)]
-  return _matmul(patches, kernel.reshape(-1, kernel.shape[-1])) + bias
-
-
 # ----------------------------------------------------------------------------
 # UpConv formulations. reference_up computes (1-D, per axis)
 #   y[o] = sum_a xd[o + a - 2] K[a],  xd = x dilated by 2,
@@ -200,35 +173,6 @@ def up_sub2_conv(x, kernel, bias):
   return _up_sub2_assemble(z, h, w, co) + bias
 
 
-def up_sub2_matmul(x, kernel, bias):
-  """As up_sub2_conv, with the 2x2 convolution as patches and one matmul."""
-  _, h, w, ci = x.shape
-  co = kernel.shape[-1]
-  xp = _pad_hw(x, 1, 1, 1, 1)
-  taps = [xp[:, p:p + h + 1, q:q + w + 1] for p in (0, 1) for q in (0, 1)]
-  patches = jnp.concatenate(taps, axis=-1)  # [B, H+1, W+1, (p, q, c)]
-  z = _matmul(patches, _up_sub2_kernel(kernel).reshape(4 * ci, 4 * co))
-  return _up_sub2_assemble(z, h, w, co) + bias
-
-
-def up_phase_matmul(x, kernel, bias):
-  """Each of the four output phases as its own patches @ [4Ci, Co] product
-  (no wasted multiply-adds), batched in one dot_general."""
-  b, h, w, ci = x.shape
-  co = kernel.shape[-1]
-  xp = _pad_hw(x, 1, 1, 1, 1)
-  kp = _up_phase_kernels(kernel).reshape(4, 4 * ci, co)  # (r, s), (p, q, c), o
-  phases = []
-  for r in (0, 1):
-    for s in (0, 1):
-      taps = [xp[:, r + p:r + p + h, s + q:s + q + w] for p in (0, 1) for q in (0, 1)]
-      phases.append(jnp.concatenate(taps, axis=-1).reshape(-1, 4 * ci))
-  pa = jnp.stack(phases)  # [4, N, 4Ci]
-  z = lax.dot_general(pa, kp, (((2,), (1,)), ((0,), (0,))))  # [4, N, Co]
-  z = z.reshape(2, 2, b, h, w, co).transpose(2, 3, 0, 4, 1, 5)
-  return z.reshape(b, 2 * h, 2 * w, co) + bias
-
-
 def up_col2im(x, kernel, bias):
   """Matmul first (every input pixel times the whole 4x4 kernel, [Ci, 16Co]),
   then overlap-add of the 16 products per output phase. Cheapest when Co is
@@ -268,53 +212,91 @@ def conv3x3_matmul(x, kernel, bias):
   return _matmul(patches, kernel.reshape(9 * ci, -1)) + bias
 
 
-def conv3x3_shift_matmul(x, kernel, bias):
-  """Nine matmuls of shifted inputs, summed (no patches array)."""
+# ----------------------------------------------------------------------------
+# Stride-1 VALID convolution whose kernel gradient is a sum of matmuls.
+# XLA:CPU computes a convolution's kernel gradient as another convolution with
+# batch and feature dimensions swapped, i.e. after transposing both
+# activations (slow copies). Per kernel tap (a, b) it is instead
+#   dk[a, b] = xp[:, a:a + Ho, b:b + Wo, :]^T . dy    ([Ci, N] @ [N, Co]),
+# one matmul over the N = B * Ho * Wo rows with no transpose. The forward pass
+# and the input gradient stay lax convolutions (Eigen's fast path).
+# ----------------------------------------------------------------------------
+def _conv_valid(xp, kernel):
+  return lax.conv_general_dilated(xp, kernel, (1, 1), 'VALID', dimension_numbers=_DN)
+
+
+def _conv_kernel_grad(xp, dy, kh, kw):
+  _, ho, wo, ci = dy.shape[0], dy.shape[1], dy.shape[2], xp.shape[-1]
+  dy2 = dy.reshape(-1, dy.shape[-1])
+  taps = []
+  for a in range(kh):
+    for b in range(kw):
+      t = xp[:, a:a + ho, b:b + wo].reshape(-1, ci)
+      taps.append(lax.dot_general(t, dy2, (((0,), (0,)), ((), ()))))
+  return jnp.stack(taps).reshape(kh, kw, ci, dy.shape[-1])
+
+
+@jax.custom_vjp
+def conv_valid(xp, kernel):
+  """VALID stride-1 convolution, NHWC x HWIO; kernel gradient as matmuls."""
+  return _conv_valid(xp, kernel)
+
+
+def _conv_valid_fwd(xp, kernel):
+  return _conv_valid(xp, kernel), (xp, kernel)
+
+
+def _conv_valid_bwd(res, dy):
+  xp, kernel = res
+  _, vjp_x = jax.vjp(lambda v: _conv_valid(v, kernel), xp)
+  (dxp,) = vjp_x(dy)
+  dk = _conv_kernel_grad(xp, dy, kernel.shape[0], kernel.shape[1])
+  return dxp, dk.astype(kernel.dtype)
+
+
+conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
+
+
+def conv3x3_dotgrad(x, kernel, bias):
+  """lax convolution forward and input gradient, matmul kernel gradient."""
+  return conv_valid(_pad_hw(x, 1, 1, 1, 1), kernel) + bias
+
+
+def down_s2d_dotgrad(x, kernel, bias):
+  """down_s2d_conv with the matmul kernel gradient."""
+  s, _, _ = _down_prepare(x)
+  return conv_valid(s, _down_kernel(kernel)) + bias
+
+
+def up_sub2_dotgrad(x, kernel, bias):
+  """up_sub2_conv with the matmul kernel gradient."""
   _, h, w, _ = x.shape
-  xp = _pad_hw(x, 1, 1, 1, 1)
-  acc = None
-  for a in range(3):
-    for bb in range(3):
-      t = _matmul(xp[:, a:a + h, bb:bb + w], kernel[a, bb])
-      acc = t if acc is None else acc + t
-  return acc + bias
+  z = conv_valid(_pad_hw(x, 1, 1, 1, 1), _up_sub2_kernel(kernel))
+  return _up_sub2_assemble(z, h, w, kernel.shape[-1]) + bias
 
 
-def conv3x3_shift(x, kernel, bias):
-  """One matmul with all nine taps as outputs ([Ci, 9Co]), then the nine
-  shifted slices of the (padded) product summed."""
-  b, h, w, ci = x.shape
-  co = kernel.shape[-1]
-  z = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(ci, 9 * co))
-  z = _pad_hw(z.reshape(b, h, w, 3, 3, co), 1, 1, 1, 1)
-  acc = None
-  for a in range(3):
-    for bb in range(3):
-      t = z[:, a:a + h, bb:bb + w, a, bb]
-      acc = t if acc is None else acc + t
-  return acc + bias
+def conv1x1(x, kernel, bias):
+  """1x1 convolution as one matmul (kernel [1, 1, Ci, Co])."""
+  return _matmul(x, kernel.reshape(kernel.shape[-2], kernel.shape[-1])) + bias
 
 
 DOWN_IMPLS = {
     'reference': reference_down,
     's2d_conv': down_s2d_conv,
     's2d_matmul': down_s2d_matmul,
-    's2d_shift': down_s2d_shift,
-    'strided_matmul': down_strided_matmul,
+    's2d_dotgrad': down_s2d_dotgrad,
 }
 UP_IMPLS = {
     'reference': reference_up,
     'sub3_conv': up_sub3_conv,
     'sub2_conv': up_sub2_conv,
-    'sub2_matmul': up_sub2_matmul,
-    'phase_matmul': up_phase_matmul,
     'col2im': up_col2im,
+    'sub2_dotgrad': up_sub2_dotgrad,
 }
 CONV3X3_IMPLS = {
     'reference': reference_conv3x3,
     'matmul': conv3x3_matmul,
-    'shift_matmul': conv3x3_shift_matmul,
-    'shift': conv3x3_shift,
+    'dotgrad': conv3x3_dotgrad,
 }
 
 
@@ -406,7 +388,7 @@ def batch_norm_train(x, scale, bias, epsilon=1e-5, axis_name=None):
   n = x2.shape[0]
   mean = _col_sum(x2) / n
   mean2 = _col_sum(x2 * x2) / n
-  if axis_name is not None:
+  if axis_name is not None:  # None while initialising (no named axis then)
     mean, mean2 = lax.pmean((mean, mean2), axis_name)
   var = jnp.maximum(mean2 - mean * mean, 0.0)
   a = scale.astype(f32) * lax.rsqrt(var + epsilon)
@@ -439,7 +421,8 @@ class BatchNorm(nn.Module):
       a = scale.astype(f32) * lax.rsqrt(ra_var.value.astype(f32) + self.epsilon)
       b = bias.astype(f32) - ra_mean.value.astype(f32) * a
       return (x.astype(f32) * a + b).astype(dtype)
-    y, mean, var = batch_norm_train(x.astype(dtype), scale, bias, self.epsilon, self.axis_name)
+    axis_name = None if self.is_initializing() else self.axis_name
+    y, mean, var = batch_norm_train(x.astype(dtype), scale, bias, self.epsilon, axis_name)
     if not self.is_initializing():
       ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
       ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var

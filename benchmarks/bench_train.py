@@ -1,0 +1,316 @@
+"""VQ-VAE training speed on CPU: this project's train step against PyTorch.
+
+Prints ONE JSON line on stdout (progress on stderr):
+
+  jax_imgs_per_s / torch_imgs_per_s   train images/s at batch 128, hidden 256,
+      K 512, Adam 2e-4 for 28x28x1 and 32x32x3 inputs: one full step (forward,
+      reconstruction + codebook + commitment losses, backward, Adam update).
+      JAX runs vqvae_jax.training.train_step, pmap'd over one device exactly
+      as the training loop does (state donated); PyTorch runs
+      /work/shared/bench/bench_torch.py --quick --only vqvae,vq in a
+      subprocess. Each figure is the median over rounds of per-round medians.
+  ratio                              JAX / PyTorch, median of the per-round
+      ratios (rounds alternate JAX, PyTorch, JAX, ... so that load from other
+      processes hits both); ratio_per_round lists them.
+  compile_s                          lower + compile of the train step.
+  vq_only_ms                         vector quantisation alone on 8192 x 256
+      vectors, K 512 (z_e [128, 8, 8, 256]): fwd_bwd = assignment, gather,
+      straight-through, codebook and commitment losses, backward with a fixed
+      random upstream gradient; assign = nearest-code search only. Both
+      libraries, medians.
+  other_procs_cpu_frac               share of the machine used by other
+      processes during the run (> 0.05: the numbers were taken under load).
+
+Usage:
+  python benchmarks/bench_train.py                      # 3 rounds, ~3 min
+  python benchmarks/bench_train.py --rounds 1 --no-torch
+  python benchmarks/bench_train.py --impl up=sub2_matmul,down=s2d_shift
+
+The PyTorch side needs a venv with torch (see benchmarks/README.md):
+  python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
+
+XLA flags (set here, before jax is imported, unless XLA_FLAGS already names
+them): --xla_cpu_experimental_ynn_fusion_type= (YNN fusions off: its
+convolutions and dots are slower than the default Eigen path on this model).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Flags that this entry point sets (name -> full flag); see the docstring.
+ENTRY_XLA_FLAGS = {'xla_cpu_experimental_ynn_fusion_type': '--xla_cpu_experimental_ynn_fusion_type='}
+
+
+def _set_xla_flags():
+  if '--stock-xla' in sys.argv[1:]:
+    return
+  flags = os.environ.get('XLA_FLAGS', '')
+  for name, flag in ENTRY_XLA_FLAGS.items():
+    if name not in flags:
+      flags += ' ' + flag
+  os.environ['XLA_FLAGS'] = flags.strip()
+
+
+_set_xla_flags()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+sys.path.insert(0, _ROOT)
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from vqvae_jax import layers, models, quantizer, training  # noqa: E402
+from vqvae_jax.loop import AXIS, replicate  # noqa: E402
+
+BATCH = 128
+HIDDEN = 256
+K = 512
+LR = 2e-4
+BETA = 1.0
+SHAPES = {'28x28x1': (28, 1), '32x32x3': (32, 3)}
+TORCH_BENCH = '/work/shared/bench/bench_torch.py'
+
+
+def log(*a):
+  print(*a, file=sys.stderr, flush=True)
+
+
+class CpuSnap:
+  """Share of the whole machine used by other processes since creation."""
+
+  def __init__(self):
+    self.t, self.busy, self.own = time.perf_counter(), self._busy(), self._own()
+
+  @staticmethod
+  def _busy():
+    try:
+      with open('/proc/stat') as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+      return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+      return None
+
+  @staticmethod
+  def _own():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+  def other_frac(self):
+    b = self._busy()
+    wall = time.perf_counter() - self.t
+    if b is None or self.busy is None or wall <= 0:
+      return None
+    other = max(0.0, (b - self.busy) - (self._own() - self.own))
+    return round(other / (wall * (os.cpu_count() or 1)), 3)
+
+
+# ----------------------------------------------------------------------------
+# JAX side.
+# ----------------------------------------------------------------------------
+class JaxTrain:
+  """The project's train step for one input shape, compiled once."""
+
+  def __init__(self, size, channels, seed=0):
+    self.model = models.VQVAE(channels=channels, hidden=HIDDEN, k=K, axis_name=AXIS)
+    state = training.create_train_state(jax.random.key(seed), self.model,
+                                        (size, size, channels), LR)
+    self.state = replicate(state, jax.local_devices()[:1])
+    rng = np.random.default_rng(seed)
+    self.images = jax.device_put(
+        rng.integers(0, 256, (1, BATCH, size, size, channels), dtype=np.uint8))
+    self.labels = jax.device_put(np.zeros((1, BATCH), np.int32))
+    step = jax.pmap(functools.partial(training.train_step, model=self.model, beta=BETA),
+                    axis_name=AXIS, donate_argnums=(0,), devices=jax.local_devices()[:1])
+    t0 = time.perf_counter()
+    self.step = step.lower(self.state, self.images, self.labels).compile()
+    self.compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    self.run(1)
+    self.first_step_s = time.perf_counter() - t0
+
+  def run(self, n):
+    """n steps, each timed; returns the per-step seconds."""
+    times = []
+    for _ in range(n):
+      t0 = time.perf_counter()
+      self.state, metrics = self.step(self.state, self.images, self.labels)
+      jax.block_until_ready((self.state, metrics))
+      times.append(time.perf_counter() - t0)
+    self.last_loss = float(metrics['loss'][0])
+    return times
+
+
+class JaxVQ:
+  """vq_st + vq_losses forward/backward, and the assignment alone (z_e [128, 8, 8, 256])."""
+
+  def __init__(self, seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    self.z_e = jax.random.normal(k1, (BATCH, 8, 8, HIDDEN))
+    self.codebook = jax.random.uniform(k2, (K, HIDDEN), minval=-1.0 / K, maxval=1.0 / K)
+    self.up = jax.random.normal(k3, (BATCH, 8, 8, HIDDEN))
+
+    def loss(z_e, codebook, up):
+      z_q_st, idx = quantizer.vq_st(z_e, codebook)
+      cb, cm = quantizer.vq_losses(z_e, codebook, idx)
+      return jnp.sum(z_q_st * up) + cb + BETA * cm
+
+    self.fwd_bwd = jax.jit(jax.grad(loss, (0, 1)))
+    self.assign = jax.jit(quantizer.vq)
+
+  def run(self, reps=10):
+    out = {}
+    for name, fn, args in (('fwd_bwd', self.fwd_bwd, (self.z_e, self.codebook, self.up)),
+                           ('assign', self.assign, (self.z_e, self.codebook))):
+      jax.block_until_ready(fn(*args))
+      ts = []
+      for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+      out[name] = 1e3 * statistics.median(ts)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# PyTorch side.
+# ----------------------------------------------------------------------------
+def run_torch(python, threads):
+  """One bench_torch.py --quick run; returns its JSON dict (or raises RuntimeError)."""
+  cmd = [python, TORCH_BENCH, '--quick', '--only', 'vqvae,vq', '--threads', str(threads)]
+  p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  lines = [ln for ln in p.stdout.splitlines() if ln.startswith('{')]
+  if p.returncode != 0 or not lines:
+    raise RuntimeError(f'{" ".join(cmd)} failed (rc {p.returncode}): {p.stderr[-2000:]}')
+  return json.loads(lines[-1])
+
+
+def parse_impl(spec):
+  out = {}
+  for item in filter(None, spec.split(',')):
+    key, _, val = item.partition('=')
+    if key not in layers.AUTO_IMPL:
+      raise SystemExit(f'--impl: unknown layer kind {key!r}; one of {sorted(layers.AUTO_IMPL)}')
+    out[key] = val
+  return out
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('--torch-python', default=os.path.join(_ROOT, '.venv-torch', 'bin', 'python'),
+                  help='python with torch installed (default: .venv-torch/bin/python)')
+  ap.add_argument('--no-torch', action='store_true', help='time the JAX side only')
+  ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--steps', type=int, default=3, help='timed JAX steps per shape and round')
+  ap.add_argument('--shapes', default=','.join(SHAPES), help='comma-separated subset of ' +
+                  ', '.join(SHAPES))
+  ap.add_argument('--threads', type=int, default=2, help='PyTorch threads')
+  ap.add_argument('--impl', default='', help='override layers.AUTO_IMPL, e.g. up=sub2_matmul')
+  ap.add_argument('--stock-xla', action='store_true',
+                  help="do not set this script's XLA flags (for comparison)")
+  args = ap.parse_args()
+  shapes = [s for s in args.shapes.split(',') if s]
+  for s in shapes:
+    if s not in SHAPES:
+      ap.error(f'unknown shape {s!r}')
+  layers.AUTO_IMPL.update(parse_impl(args.impl))
+
+  torch_error = None
+  if not args.no_torch:
+    if not os.path.exists(args.torch_python):
+      torch_error = (f'PyTorch python {args.torch_python} not found: create it with '
+                     '`python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 '
+                     'numpy`, or pass --torch-python, or --no-torch')
+      log('WARNING:', torch_error)
+    elif not os.path.exists(TORCH_BENCH):
+      torch_error = f'{TORCH_BENCH} not found'
+      log('WARNING:', torch_error)
+  use_torch = not args.no_torch and torch_error is None
+
+  whole = CpuSnap()
+  t_start = time.perf_counter()
+  trains = {}
+  for s in shapes:
+    size, channels = SHAPES[s]
+    trains[s] = JaxTrain(size, channels)
+    log(f'jax {s}: compile {trains[s].compile_s:.1f} s, first step {trains[s].first_step_s:.2f} s')
+  vq = JaxVQ()
+
+  jax_rounds = {s: [] for s in shapes}
+  torch_rounds = {s: [] for s in shapes}
+  jax_vq, torch_vq, torch_other, jax_other = [], [], [], []
+  for r in range(args.rounds):
+    snap = CpuSnap()
+    for s in shapes:
+      t = statistics.median(trains[s].run(args.steps))
+      jax_rounds[s].append(BATCH / t)
+      log(f'round {r + 1} jax   {s}: {BATCH / t:6.1f} img/s (loss {trains[s].last_loss:.4f})')
+    jax_vq.append(vq.run())
+    jax_other.append(snap.other_frac())
+    if use_torch:
+      snap = CpuSnap()
+      try:
+        res = run_torch(args.torch_python, args.threads)
+      except RuntimeError as e:
+        torch_error = str(e)
+        log('WARNING: PyTorch run failed:', torch_error)
+        use_torch = False
+        continue
+      torch_other.append(snap.other_frac())
+      for s in shapes:
+        torch_rounds[s].append(res['vqvae_train_imgs_per_s'][s])
+        log(f'round {r + 1} torch {s}: {torch_rounds[s][-1]:6.1f} img/s')
+      torch_vq.append({k: res['vq_only_ms'][k] for k in ('fwd_bwd', 'assign')})
+
+  def med(v):
+    return round(statistics.median(v), 2) if v else None
+
+  out = {
+      'bench': 'vqvae_jax_train', 'batch': BATCH, 'hidden': HIDDEN, 'k': K, 'lr': LR,
+      'rounds': args.rounds, 'steps_per_round': args.steps,
+      'jax_imgs_per_s': {s: med(jax_rounds[s]) for s in shapes},
+      'torch_imgs_per_s': {s: med(torch_rounds[s]) for s in shapes} if torch_rounds[shapes[0]]
+                          else None,
+  }
+  if out['torch_imgs_per_s']:
+    per_round = {s: [round(j / t, 3) for j, t in zip(jax_rounds[s], torch_rounds[s])]
+                 for s in shapes}
+    out['ratio'] = {s: round(statistics.median(v), 3) for s, v in per_round.items()}
+    out['ratio_per_round'] = per_round
+  else:
+    out['ratio'] = None
+  out['compile_s'] = {s: round(trains[s].compile_s, 2) for s in shapes}
+  out['vq_only_ms'] = {
+      'jax': {k: med([v[k] for v in jax_vq]) for k in ('fwd_bwd', 'assign')},
+      'torch': {k: med([v[k] for v in torch_vq]) for k in ('fwd_bwd', 'assign')} if torch_vq
+               else None,
+      'vectors': BATCH * 64, 'dim': HIDDEN, 'K': K,
+  }
+  out['jax_imgs_per_s_rounds'] = {s: [round(v, 1) for v in jax_rounds[s]] for s in shapes}
+  if torch_vq:
+    out['torch_imgs_per_s_rounds'] = {s: [round(v, 1) for v in torch_rounds[s]] for s in shapes}
+  out['layer_impls'] = dict(layers.AUTO_IMPL)
+  out['xla_flags'] = os.environ.get('XLA_FLAGS', '')
+  out['jax'] = jax.__version__
+  out['python'] = platform.python_version()
+  out['cpus'] = os.cpu_count()
+  out['other_procs_cpu_frac'] = {'whole_run': whole.other_frac(), 'jax_rounds': jax_other,
+                                 'torch_rounds': torch_other}
+  out['torch_error'] = torch_error
+  out['wall_s'] = round(time.perf_counter() - t_start, 1)
+  print(json.dumps(out, separators=(',', ':')))
+
+
+if __name__ == '__main__':
+  main()
