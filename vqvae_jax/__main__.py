@@ -1,6 +1,12 @@
 """Command line: `python -m vqvae_jax <command> ...`.
 
-  sample   class-conditional samples from a trained prior, as a labelled PNG grid
+  sample        class-conditional samples from a trained prior, as a labelled PNG grid
+  compress      images -> .vqz files (fixed-length codes, or entropy-coded with the prior)
+  decompress    .vqz files -> PNG images
+  info          print the header of .vqz files (no model needed)
+  compose       swap the code cells of A under a mask with B's, decode
+  decode-codes  decode a saved code grid (.npy) to a PNG
+  evaluate      MSE, PSNR, SSIM, codebook usage (+ prior bits/dim) on a split, as JSON
 """
 from __future__ import annotations
 
@@ -30,6 +36,156 @@ def _sample(args):
   print(f'wrote {args.output} ({len(meta["class_names"])} classes x {args.per_class} samples)')
 
 
+def _output_paths(inputs, output, suffix):
+  """One output per input: OUT itself for one input named *suffix, else OUT/<stem>suffix."""
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  if len(inputs) == 1 and output.endswith(suffix):
+    return [output]
+  stems = [os.path.splitext(os.path.basename(p))[0] for p in inputs]
+  if len(set(stems)) != len(stems):
+    raise UserError('two inputs have the same file name; compress them into separate folders')
+  return [os.path.join(output, s + suffix) for s in stems]
+
+
+def _read(path):
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, 'rb') as f:
+      return f.read()
+  except OSError as e:
+    raise UserError(f'cannot read {path}: {e.strerror}') from e
+
+
+def _compress(args):
+  from vqvae_jax import compression, fileio  # pylint: disable=g-import-not-at-top
+  codec = compression.load_codec(args.model, args.prior)
+  method = args.method or ('prior' if args.prior else 'fixed')
+  outputs = _output_paths(args.images, args.output, '.vqz')
+  images = [compression.load_image(p, codec.channels) for p in args.images]
+  total_bytes = total_pixels = 0
+  psnrs = []
+  for path, out, image in zip(args.images, outputs, images):
+    result = compression.compress(codec, image, method, args.label)
+    fileio.atomic_write(out, result.data)
+    label = '' if result.header.label is None else f', label {result.header.label}'
+    print(f'{path} -> {out}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp, '
+          f'PSNR {result.psnr:.2f} dB{label}')
+    total_bytes += len(result.data)
+    total_pixels += image.shape[0] * image.shape[1]
+    psnrs.append(result.psnr)
+  print(f'total: {len(images)} images, {total_bytes} bytes, '
+        f'{8.0 * total_bytes / total_pixels:.4f} bpp, mean PSNR {sum(psnrs) / len(psnrs):.2f} dB '
+        f'({method})')
+
+
+def _decompress(args):
+  from vqvae_jax import compose, compression, grids  # pylint: disable=g-import-not-at-top
+  codec = compression.load_codec(args.model, args.prior)
+  outputs = _output_paths(args.files, args.output, '.png')
+  for path, out in zip(args.files, outputs):
+    header, codes, image = compression.decode_file(codec, _read(path), path)
+    grids.save_png(image, out)
+    if args.save_codes:
+      compose.save_codes(os.path.splitext(out)[0] + '.npy', codes)
+    print(f'{path} -> {out} ({header.width}x{header.height})')
+
+
+def _info(args):
+  from vqvae_jax import compression  # pylint: disable=g-import-not-at-top
+  for path in args.files:
+    fields = compression.info(_read(path), path)
+    print(path)
+    for key, value in fields.items():
+      print(f'  {key}: {value}')
+
+
+def _compose(args):
+  from vqvae_jax import compose, compression, grids  # pylint: disable=g-import-not-at-top
+  codec = compression.load_codec(args.model, None)
+  codes, image = compose.compose(codec, args.a, args.b, args.mask)
+  grids.save_png(image, args.output)
+  if args.save_codes:
+    compose.save_codes(args.save_codes, codes)
+  print(f'wrote {args.output} ({codes.shape[0]}x{codes.shape[1]} codes)')
+
+
+def _decode_codes(args):
+  from vqvae_jax import compose, compression, grids  # pylint: disable=g-import-not-at-top
+  codec = compression.load_codec(args.model, None)
+  codes = compose.load_codes(codec, args.codes)
+  images = compression.decode_codes(codec, codes)
+  grid = images[0] if len(images) == 1 else grids.make_grid(images, ncol=min(8, len(images)))
+  grids.save_png(grid, args.output)
+  print(f'wrote {args.output} ({len(images)} images)')
+
+
+def _add_codec_commands(sub):
+  c = sub.add_parser('compress', help='compress images to .vqz files')
+  c.add_argument('images', nargs='+', help='image files (PNG, JPEG, ...)')
+  c.add_argument('--model', default=None, help='the VQ-VAE folder (default: the prior\'s)')
+  c.add_argument('--prior', default=None, help='the prior folder: entropy-code the codes')
+  c.add_argument('--method', choices=('fixed', 'prior'), default=None,
+                 help='fixed: ceil(log2 K) bits per code; prior: range coding with the '
+                      'prior (default: prior if --prior is given, else fixed)')
+  c.add_argument('--label', default=None,
+                 help='class name or index to condition on (default: the shortest)')
+  c.add_argument('-o', '--output', required=True,
+                 help='output folder, or a file name ending in .vqz for one image')
+  d = sub.add_parser('decompress', help='decompress .vqz files to PNG')
+  d.add_argument('files', nargs='+')
+  d.add_argument('--model', default=None, help='the VQ-VAE folder (default: the prior\'s)')
+  d.add_argument('--prior', default=None, help='the prior folder (entropy-coded files)')
+  d.add_argument('-o', '--output', required=True,
+                 help='output folder, or a file name ending in .png for one file')
+  d.add_argument('--save-codes', action='store_true', help='also write the codes as .npy')
+  i = sub.add_parser('info', help='print the header of .vqz files')
+  i.add_argument('files', nargs='+')
+  m = sub.add_parser('compose', help='A with the code cells under a mask taken from B')
+  m.add_argument('a', help='image, .npy code grid or .vqz (fixed-length) file')
+  m.add_argument('b', help='the same kind of input, same code grid size as A')
+  m.add_argument('--mask', required=True, help='left, right, top, bottom, a .npy boolean '
+                                               'grid or a mask image (white = from B)')
+  m.add_argument('--model', required=True, help='the VQ-VAE folder')
+  m.add_argument('-o', '--output', default='composed.png')
+  m.add_argument('--save-codes', default=None, metavar='NPY', help='also save the codes')
+  g = sub.add_parser('decode-codes', help='decode a saved code grid (.npy) to PNG')
+  g.add_argument('codes', help='.npy with codes [h, w] or [B, h, w]')
+  g.add_argument('--model', required=True, help='the VQ-VAE folder')
+  g.add_argument('-o', '--output', default='decoded.png')
+
+
+def _evaluate(args):
+  from vqvae_jax import evaluation, fileio, grids, training  # pylint: disable=g-import-not-at-top
+  result = evaluation.evaluate(args.model, split=args.split, prior_dir=args.prior,
+                               which=args.which, batch_size=args.batch_size,
+                               data_folder=args.data_folder)
+  output = args.output or os.path.join(args.model, f'evaluation_{args.split}.json')
+  fileio.write_json(output, result)
+  print(evaluation.format_table(result))
+  print(f'wrote {output}')
+  if args.recon_grid:
+    model, variables, meta = training.restore_vqvae(args.model, which=args.which)
+    ds = training.load_split(evaluation.run_config(meta, args.data_folder), args.split)
+    grids.save_png(training.reconstruction_grid(model, variables, ds.images[:args.num_recon]),
+                   args.recon_grid)
+    print(f'wrote {args.recon_grid} (top: {args.split} images, bottom: reconstructions)')
+
+
+def _add_evaluate_command(sub):
+  e = sub.add_parser('evaluate', help='reconstruction quality, codebook usage and prior NLL')
+  e.add_argument('--model', required=True, help='the VQ-VAE output folder')
+  e.add_argument('--prior', default=None, help='a prior folder trained on this VQ-VAE')
+  e.add_argument('--split', default='test', choices=('train', 'valid', 'test'))
+  e.add_argument('--which', default='best', choices=('best', 'latest'), help='checkpoint')
+  e.add_argument('--data-folder', default=None, help='default: the training run\'s')
+  e.add_argument('--batch-size', type=int, default=256)
+  e.add_argument('-o', '--output', default=None,
+                 help='JSON file (default: <model>/evaluation_<split>.json)')
+  e.add_argument('--recon-grid', default=None, metavar='PNG',
+                 help='also write originals over reconstructions of the first images')
+  e.add_argument('--num-recon', type=int, default=32)
+
+
 @cli
 def main(argv=None):
   parser = argparse.ArgumentParser(prog='python -m vqvae_jax', description=__doc__,
@@ -43,11 +199,18 @@ def main(argv=None):
   s.add_argument('--per-class', type=int, default=8)
   s.add_argument('--temperature', type=float, default=1.0)
   s.add_argument('--seed', type=int, default=0)
+  _add_codec_commands(sub)
+  _add_evaluate_command(sub)
   args = parser.parse_args(argv)
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.ERROR)
   if args.command == 'sample':
     _sample(args)
+  elif args.command == 'evaluate':
+    _evaluate(args)
+  else:
+    {'compress': _compress, 'decompress': _decompress, 'info': _info, 'compose': _compose,
+     'decode-codes': _decode_codes}[args.command](args)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,282 @@
+"""Image <-> codes <-> bitstream: vqvae-jax as an image codec.
+
+An image [H, W, C] uint8 is padded to a multiple of 4 (edge pixels repeated),
+encoded by the VQ-VAE to a code grid [ceil(H/4), ceil(W/4)], and the codes are
+stored in a `.vqz` file (`codec_format`) either
+  * 'fixed': ceil(log2 K) bits per code, no prior needed, or
+  * 'prior': range-coded with the class-conditional PixelCNN prior
+    (`prior_coding`); an unlabelled image gets the label whose payload is
+    shortest, and the label is stored.
+Decompression decodes the codes, runs the VQ-VAE decoder and crops back to
+H x W. Everything needs only the model folders (`load_codec`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+
+import jax
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vqvae_jax import codec_format, prior_coding
+from vqvae_jax.codec_format import FIXED, PRIOR, FormatError, Header
+from vqvae_jax.errors import UserError
+from vqvae_jax.models import VQVAE
+
+METHODS = {'fixed': FIXED, 'prior': PRIOR}
+
+
+def fingerprint(variables) -> bytes:
+  """8 bytes: the start of the sha256 of every parameter leaf in tree order
+  (the same value, in hex, as the prior's `vqvae_fingerprint`)."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(variables):
+    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+  return h.digest()[:8]
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+  """A VQ-VAE (+ optional prior) ready to compress; see `load_codec`."""
+  model: VQVAE
+  variables: dict
+  class_names: tuple
+  model_fingerprint: bytes
+  prior: object = None
+  prior_params: dict | None = None
+  prior_fingerprint: bytes = bytes(8)
+
+  @property
+  def channels(self) -> int:
+    return self.model.channels
+
+  @property
+  def k(self) -> int:
+    return self.model.k
+
+
+def load_codec(model_dir: str | None = None, prior_dir: str | None = None) -> Codec:
+  """Restores the VQ-VAE (and prior) from their output folders.
+
+  With only `prior_dir`, the VQ-VAE is the one the prior was trained on. The
+  prior must have been trained on this VQ-VAE's codes (fingerprints checked).
+  """
+  from vqvae_jax import prior_training, training  # pylint: disable=g-import-not-at-top
+  prior = prior_params = prior_meta = None
+  if prior_dir:
+    prior, prior_params, prior_meta = prior_training.restore_prior(prior_dir)
+    model_dir = model_dir or prior_meta['config']['model']
+  if not model_dir:
+    raise UserError('--model (the VQ-VAE folder) or --prior is required')
+  model, variables, meta = training.restore_vqvae(model_dir)
+  fp = fingerprint(variables)
+  if prior_meta is not None and prior_meta.get('vqvae_fingerprint') != fp.hex():
+    raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the one in '
+                    f'{model_dir}: pass the --model it was trained on')
+  return Codec(model=model, variables=variables, class_names=tuple(meta['class_names']),
+               model_fingerprint=fp, prior=prior, prior_params=prior_params,
+               prior_fingerprint=fingerprint(prior_params) if prior else bytes(8))
+
+
+def resolve_label(codec: Codec, label) -> int | None:
+  """A class name or index (str or int) -> index; None stays None."""
+  if label is None:
+    return None
+  names = list(codec.class_names)
+  if str(label) in names:
+    return names.index(str(label))
+  try:
+    index = int(label)
+  except ValueError:
+    index = -1
+  if not 0 <= index < len(names):
+    raise UserError(f'unknown label {label!r}: use a class index 0..{len(names) - 1} or '
+                    f'one of {", ".join(names)}')
+  return index
+
+
+# --- images ------------------------------------------------------------------
+
+def load_image(path: str, channels: int) -> np.ndarray:
+  """Reads an image file as uint8 [H, W, channels]; UserError if it is not
+  grayscale for a 1-channel model or colour for a 3-channel one."""
+  try:
+    with Image.open(path) as im:
+      im.load()
+      mode, bands = im.mode, im.getbands()
+      rgba = np.asarray(im.convert('RGBA'))
+  except (OSError, UnidentifiedImageError, ValueError) as e:
+    raise UserError(f'cannot read image {path}: {e}') from e
+  if 'A' in bands and np.any(rgba[..., 3] != 255):
+    raise UserError(f'{path} has transparent pixels; flatten it onto a background first')
+  rgb = rgba[..., :3]
+  gray = bool(np.all(rgb[..., :1] == rgb[..., 1:]))
+  if channels == 3:
+    if gray and mode not in ('RGB', 'RGBA', 'P'):
+      raise UserError(f'this model takes colour (RGB) images, but {path} is grayscale '
+                      f'({mode}); convert it to RGB first')
+    return np.ascontiguousarray(rgb)
+  if not gray:
+    raise UserError(f'this model takes grayscale images, but {path} is in colour ({mode}); '
+                    'convert it to grayscale first')
+  return np.ascontiguousarray(rgb[..., :1])
+
+
+def check_image(codec: Codec, image) -> np.ndarray:
+  image = np.asarray(image)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.dtype != np.uint8 or image.ndim != 3:
+    raise UserError(f'images must be uint8 [H, W, C], got {image.dtype} {image.shape}')
+  if image.shape[-1] != codec.channels:
+    raise UserError(f'this model takes {codec.channels}-channel images, got '
+                    f'{image.shape[-1]} channels')
+  if not (0 < image.shape[0] < 1 << 16 and 0 < image.shape[1] < 1 << 16):
+    raise UserError(f'image size must be 1..65535 pixels per side, got {image.shape[:2]}')
+  return image
+
+
+def pad_image(image: np.ndarray) -> np.ndarray:
+  """[H, W, C] -> [4 * ceil(H/4), 4 * ceil(W/4), C], repeating the edge pixels."""
+  gh, gw = codec_format.grid_shape(*image.shape[:2])
+  d = codec_format.DOWNSAMPLING
+  return np.pad(image, ((0, gh * d - image.shape[0]), (0, gw * d - image.shape[1]), (0, 0)),
+                mode='edge')
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def _encode(model, variables, images):
+  return model.apply(variables, images.astype(np.float32) / 127.5 - 1.0, method=VQVAE.encode)
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def _decode(model, variables, codes):
+  x = model.apply(variables, codes, method=VQVAE.decode)
+  return jax.numpy.clip(jax.numpy.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def encode_images(codec: Codec, images) -> np.ndarray:
+  """uint8 [B, H, W, C] (H, W multiples of 4) -> codes [B, H/4, W/4] int32."""
+  return np.asarray(_encode(codec.model, codec.variables, np.asarray(images)))
+
+
+def decode_codes(codec: Codec, codes) -> np.ndarray:
+  """codes [B, h, w] in [0, K) -> uint8 images [B, 4h, 4w, C]."""
+  codes = np.asarray(codes)
+  if codes.ndim != 3 or not np.issubdtype(codes.dtype, np.integer):
+    raise UserError(f'codes must be integers [B, h, w], got {codes.dtype} {codes.shape}')
+  if codes.size and (codes.min() < 0 or codes.max() >= codec.k):
+    raise UserError(f'codes must be in [0, {codec.k}), got [{codes.min()}, {codes.max()}]')
+  return np.asarray(_decode(codec.model, codec.variables, codes.astype(np.int32)))
+
+
+def psnr(a, b) -> float:
+  """Peak signal-to-noise ratio in dB of two uint8 images (inf if equal)."""
+  mse = np.mean(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+  return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+# --- files -------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Compressed:
+  """One compressed image: the file bytes, its codes, label and decoded image."""
+  data: bytes
+  header: Header
+  codes: np.ndarray
+  reconstruction: np.ndarray
+  psnr: float
+
+  @property
+  def bits_per_pixel(self) -> float:
+    return 8.0 * len(self.data) / (self.header.height * self.header.width)
+
+
+def compress_codes(codec: Codec, codes, image_size, method: str = 'prior',
+                   label=None) -> bytes:
+  """Code grid [h, w] of an image of size (H, W) -> the bytes of a .vqz file."""
+  if method not in METHODS:
+    raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
+  codes = np.asarray(codes, np.int32)
+  label = resolve_label(codec, label)
+  if method == 'prior':
+    if codec.prior is None:
+      raise UserError("method 'prior' needs a prior (--prior)")
+    payload, label = prior_coding.encode(codec.prior, codec.prior_params, codes, label)
+  else:
+    payload = codec_format.pack_fixed(codes, codec.k)
+  header = Header(method=METHODS[method], channels=codec.channels,
+                  model_fingerprint=codec.model_fingerprint,
+                  prior_fingerprint=codec.prior_fingerprint if method == 'prior' else bytes(8),
+                  height=int(image_size[0]), width=int(image_size[1]),
+                  grid_height=codes.shape[0], grid_width=codes.shape[1], k=codec.k,
+                  label=label, codes_crc=codec_format.codes_crc(codes))
+  return codec_format.pack(header, payload)
+
+
+def compress(codec: Codec, image, method: str = 'prior', label=None) -> Compressed:
+  """uint8 [H, W, C] -> Compressed (file bytes, codes, decoded image, PSNR)."""
+  image = check_image(codec, image)
+  codes = encode_images(codec, pad_image(image)[None])[0]
+  data = compress_codes(codec, codes, image.shape[:2], method, label)
+  header, _ = codec_format.unpack(data)
+  recon = _crop(decode_codes(codec, codes[None])[0], header)
+  return Compressed(data, header, codes, recon, psnr(image, recon))
+
+
+def read_codes(codec: Codec, data: bytes, name: str = 'the file') -> tuple[Header, np.ndarray]:
+  """File bytes -> (header, codes [h, w]) after every check (FormatError /
+  UserError: wrong model, missing prior, corrupted payload)."""
+  header, payload = codec_format.unpack(data, name)
+  if header.model_fingerprint != codec.model_fingerprint:
+    raise UserError(f'{name} was compressed with another VQ-VAE (fingerprint '
+                    f'{header.model_fingerprint.hex()}, this one is '
+                    f'{codec.model_fingerprint.hex()}): pass the --model it was made with')
+  if header.channels != codec.channels or header.k != codec.k:
+    raise FormatError(f'{name} is not valid for this model: {header.channels} channels and '
+                      f'K = {header.k}, the model has {codec.channels} and {codec.k}')
+  if header.method == PRIOR:
+    if codec.prior is None:
+      raise UserError(f'{name} is entropy-coded with a prior: pass --prior')
+    if header.prior_fingerprint != codec.prior_fingerprint:
+      raise UserError(f'{name} was compressed with another prior (fingerprint '
+                      f'{header.prior_fingerprint.hex()}, this one is '
+                      f'{codec.prior_fingerprint.hex()}): pass the --prior it was made with')
+    if header.label is None:
+      raise FormatError(f'{name} is entropy-coded but stores no label')
+    codes = prior_coding.decode(codec.prior, codec.prior_params, payload, header.grid,
+                                header.label)
+  else:
+    codes = codec_format.unpack_fixed(payload, header.grid, header.k)
+  if codec_format.codes_crc(codes) != header.codes_crc:
+    raise FormatError(f'the codes decoded from {name} do not match its CRC: the prior '
+                      'computes other probabilities here than where the file was made '
+                      '(another machine or library version?) or the file is corrupted')
+  return header, codes
+
+
+def _crop(image, header: Header) -> np.ndarray:
+  return image[:header.height, :header.width]
+
+
+def decode_file(codec: Codec, data: bytes, name: str = 'the file'):
+  """File bytes -> (header, codes [h, w], uint8 image [H, W, C] of the original size)."""
+  header, codes = read_codes(codec, data, name)
+  return header, codes, _crop(decode_codes(codec, codes[None])[0], header)
+
+
+def decompress(codec: Codec, data: bytes, name: str = 'the file') -> np.ndarray:
+  """File bytes -> uint8 image [H, W, C] (the original size)."""
+  return decode_file(codec, data, name)[2]
+
+
+def info(data: bytes, name: str = 'the file') -> dict:
+  """The header of a file as a dict, plus sizes; needs no model."""
+  header, payload = codec_format.unpack(data, name)
+  out = header.describe()
+  out.update(file_bytes=len(data), payload_bytes=len(payload),
+             bits_per_pixel=8.0 * len(data) / (header.height * header.width))
+  return out

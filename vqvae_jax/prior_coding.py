@@ -1,0 +1,245 @@
+"""Entropy coding of code grids with the Gated PixelCNN prior (range coding).
+
+The codes z[0..n) of an h x w grid (raster order) are range-coded, one after
+the other, each with the prior's conditional p(z[p] | z[<p], y) turned into an
+integer frequency table (`frequencies`), by `constriction`'s RangeEncoder
+(32-bit words, 24-bit probabilities). The decoder runs the same prior position
+by position, builds the same table from the codes it has decoded so far, and
+decodes the next code.
+
+Same probabilities on both sides. The range decoder needs bit-identical tables,
+so both sides compute the logits with one program: the prior's cached raster
+scan (`sampling`), with an `io_callback` at each position that either records
+the logits and returns the known code (encoder) or decodes the code from them
+(decoder). The scan always runs on a batch of every class label, in order
+(B = num_classes), whatever label is used: the encoder gets the logits of all
+labels from one scan (to pick the shortest), and both sides run the same
+compiled program on the same inputs. A float difference could still come from
+another machine or XLA version; the file's CRC of the codes turns it into an
+error instead of a wrong image.
+
+Quantisation (a fixed rule; exact integer arithmetic after the first step).
+For each position, with logits l[0..K) in float32:
+  1. d[i] = round(64 * (max(l) - l[i])), halves up, capped at 2048 (32 nats):
+     the float32 difference is exactly rounded, the rest is exact.
+  2. u[i] = W[d[i]] with the table W[d] = round(2^36 * exp(-d / 64)), computed
+     once with Python's `decimal` (correctly rounded, the same everywhere).
+  3. f[i] = floor(u[i] * (2^24 - K) / sum(u)); the remainder
+     2^24 - K - sum(f) goes to the first i with the largest u[i].
+  4. The frequency of code i is f[i] + 1 (out of 2^24): every code stays
+     codable. `constriction`'s Categorical model given the float weights f
+     reproduces exactly these frequencies (its "fast" quantiser computes
+     floor(cumsum(f) * 1.0) + i, exact for integers below 2^24).
+"""
+from __future__ import annotations
+
+import decimal
+import functools
+import itertools
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback
+
+from vqvae_jax import sampling
+from vqvae_jax.codec_format import FormatError
+from vqvae_jax.prior import GatedPixelCNN
+
+PRECISION = 24
+STEPS_PER_NAT = 64
+MAX_STEPS = 32 * STEPS_PER_NAT
+WEIGHT_BITS = 36
+
+
+@functools.lru_cache(maxsize=1)
+def weight_table() -> np.ndarray:
+  """W[d] = round(2^36 * exp(-d / 64)) for d in [0, 2048], int64 (exact decimals)."""
+  ctx = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
+  scale = decimal.Decimal(1 << WEIGHT_BITS)
+  return np.array([
+      int(ctx.multiply(ctx.exp(ctx.divide(decimal.Decimal(-d), STEPS_PER_NAT)), scale)
+          .to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
+      for d in range(MAX_STEPS + 1)], np.int64)
+
+
+def frequencies(logits) -> np.ndarray:
+  """logits [..., K] float32 -> integer frequencies [..., K] int64, each >= 1,
+  summing to 2^24 along the last axis (the module's quantisation rule)."""
+  logits = np.asarray(logits, np.float32)
+  if not np.all(np.isfinite(logits)):
+    raise ValueError('the prior produced non-finite logits')
+  k = logits.shape[-1]
+  if not 2 <= k < 1 << PRECISION:
+    raise ValueError(f'need 2 <= K < 2^{PRECISION}, got {k}')
+  diff = (logits.max(axis=-1, keepdims=True) - logits).astype(np.float64)
+  steps = np.minimum(np.floor(diff * STEPS_PER_NAT + 0.5), MAX_STEPS).astype(np.int64)
+  weights = weight_table()[steps]
+  free = (1 << PRECISION) - k
+  f = weights * free // weights.sum(axis=-1, keepdims=True)
+  top = np.argmax(weights, axis=-1)[..., None]
+  rest = free - f.sum(axis=-1, keepdims=True)
+  np.put_along_axis(f, top, np.take_along_axis(f, top, axis=-1) + rest, axis=-1)
+  return f + 1
+
+
+def table_bits(freqs, codes) -> np.ndarray:
+  """-log2 of the quantised probabilities of `codes`: freqs [..., n, K], codes
+  [n] -> [...] bits (the ideal length under the integer tables)."""
+  codes = np.asarray(codes).reshape(-1)
+  picked = np.take_along_axis(freqs, np.broadcast_to(
+      codes[:, None], freqs.shape[:-1] + (1,)), axis=-1)[..., 0]
+  return np.sum(PRECISION - np.log2(picked.astype(np.float64)), axis=-1)
+
+
+# --- the prior's raster scan with a host callback per position ---------------
+
+_HANDLERS: dict[int, object] = {}
+_NEXT_ID = itertools.count()
+_LOCK = threading.Lock()
+
+
+def _dispatch(handler_id, position, logits):
+  return _HANDLERS[int(handler_id)](int(position), np.asarray(logits))
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'shape'))
+def _scan(model, params, shape, handler_id):
+  labels = jnp.arange(model.num_classes, dtype=jnp.int32)
+  out = jax.ShapeDtypeStruct(labels.shape, jnp.int32)
+
+  def pick(p, logits, codes):
+    del codes
+    return io_callback(_dispatch, out, handler_id, p, logits, ordered=True)
+
+  codes, _ = sampling._incremental(  # pylint: disable=protected-access
+      model, params, labels, shape, pick, record=False)
+  return codes
+
+
+def _run(model, params, shape, handler):
+  """Runs the scan with `handler(position, logits [B, K]) -> code` per position."""
+  if not isinstance(model, GatedPixelCNN):
+    raise TypeError(f'expected a GatedPixelCNN, got {type(model).__name__}')
+  b = model.num_classes
+  with _LOCK:
+    handler_id = next(_NEXT_ID)
+    _HANDLERS[handler_id] = lambda p, logits: np.full((b,), handler(p, logits), np.int32)
+  try:
+    return np.asarray(_scan(model, params, tuple(int(s) for s in shape),
+                            jnp.int32(handler_id % (1 << 31))))
+  finally:
+    with _LOCK:
+      del _HANDLERS[handler_id]
+
+
+def prior_logits(model: GatedPixelCNN, params, codes) -> np.ndarray:
+  """codes [h, w] -> logits [h * w, num_classes, K] float32 of every position
+  under every label, computed by the same program as the decoder's."""
+  codes = np.asarray(codes, np.int32)
+  flat = codes.reshape(-1)
+  out = np.zeros((flat.size, model.num_classes, model.num_codes), np.float32)
+
+  def record(p, logits):
+    out[p] = logits
+    return flat[p]
+
+  _run(model, params, codes.shape, record)
+  return out
+
+
+# --- range coding ------------------------------------------------------------
+
+def _constriction():
+  try:
+    import constriction  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+    raise UserError('entropy coding needs the constriction package: '
+                    'pip install constriction==0.5.0') from e
+  return constriction
+
+
+def _to_bytes(words) -> bytes:
+  data = np.asarray(words, np.uint32).astype('>u4').tobytes()
+  strip = min(3, len(data) - len(data.rstrip(b'\0')))
+  return data[:len(data) - strip]
+
+
+def _to_words(payload: bytes) -> np.ndarray:
+  padded = payload + b'\0' * (-len(payload) % 4)
+  return np.frombuffer(padded, '>u4').astype(np.uint32)
+
+
+def encode_with_tables(freqs, codes) -> bytes:
+  """Range-codes codes [n] with frequency tables freqs [n, K] -> payload."""
+  c = _constriction()
+  encoder = c.stream.queue.RangeEncoder()
+  codes = np.asarray(codes, np.int32).reshape(-1)
+  if codes.size:
+    encoder.encode(codes, c.stream.model.Categorical(perfect=False),
+                   (np.asarray(freqs) - 1).astype(np.float32))
+  return _to_bytes(encoder.get_compressed())
+
+
+def encode(model: GatedPixelCNN, params, codes, label: int | None = None):
+  """codes [h, w] -> (payload bytes, label used).
+
+  label None tries every class label and keeps the shortest payload (ties: the
+  smallest label)."""
+  codes = np.asarray(codes, np.int32)
+  freqs = frequencies(prior_logits(model, params, codes)).transpose(1, 0, 2)  # [B, n, K]
+  labels = range(model.num_classes) if label is None else [label]
+  best = None
+  for y in labels:
+    payload = encode_with_tables(freqs[y], codes)
+    if best is None or len(payload) < len(best[0]):
+      best = (payload, y)
+  return best
+
+
+class _Decoder:
+  """Host side of the decoding scan: one code per call, errors kept for later."""
+
+  def __init__(self, payload: bytes, label: int):
+    self.constriction = _constriction()
+    self.decoder = self.constriction.stream.queue.RangeDecoder(_to_words(payload))
+    self.label = label
+    self.error = None
+
+  def __call__(self, position, logits):
+    del position
+    if self.error is not None:
+      return 0
+    try:
+      weights = (frequencies(logits[self.label]) - 1).astype(np.float32)
+      model = self.constriction.stream.model.Categorical(weights, perfect=False)
+      return int(self.decoder.decode(model))
+    except Exception as e:  # pylint: disable=broad-except
+      self.error = e
+      return 0
+
+
+def decode(model: GatedPixelCNN, params, payload: bytes, shape, label: int) -> np.ndarray:
+  """Inverse of `encode`: payload -> codes [h, w] int32 (FormatError if undecodable)."""
+  if not 0 <= label < model.num_classes:
+    raise FormatError(f'label {label} is out of range for a prior with '
+                      f'{model.num_classes} classes')
+  handler = _Decoder(payload, label)
+  codes = _run(model, params, shape, handler)[0]
+  if handler.error is not None:
+    raise FormatError(f'the entropy-coded payload could not be decoded ({handler.error})')
+  return codes.astype(np.int32)
+
+
+def ideal_bits(logits, codes) -> np.ndarray:
+  """Sum over positions of -log2 softmax(logits)[code] (float64): the length
+  the prior itself assigns. logits [..., n, K], codes [n] -> [...]."""
+  logits = np.asarray(logits, np.float64)
+  logp = logits - logits.max(axis=-1, keepdims=True)
+  logp = logp - np.log(np.exp(logp).sum(axis=-1, keepdims=True))
+  codes = np.asarray(codes).reshape(-1)
+  picked = np.take_along_axis(logp, np.broadcast_to(
+      codes[:, None], logp.shape[:-1] + (1,)), axis=-1)[..., 0]
+  return -np.sum(picked, axis=-1) / np.log(2.0)
