@@ -31,10 +31,7 @@ def main(argv=None):
   p.add_argument('--num-workers', type=int, default=None, help='accepted for compatibility; unused')
   cli_common.add_common_flags(p)
   args = p.parse_args(argv)
-  cli_common.set_xla_flags()
-  cli_common.select_device(args.device)
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  absl_logging.set_verbosity(absl_logging.ERROR)
+  cli_common.setup_runtime(args)
 
   config = cli_common.build_config(args, 'prior', {
       'model': args.model, 'data_folder': args.data_folder,
@@ -51,7 +48,8 @@ def main(argv=None):
       raise UserError(f'--{flag} {given} does not match the VQ-VAE in {config.model} ({saved})')
   result = prior_training.train_prior(config, args.output_folder)
   test = result['test']
-  print(f'done: step {result["step"]}; test NLL {test["bits_per_code"]:.3f} bits/code, '
+  if cli_common.is_main_process():
+    print(f'done: step {result["step"]}; test NLL {test["bits_per_code"]:.3f} bits/code, '
         f'{test["bits_per_dim"]:.4f} bits/dim; outputs in {args.output_folder}')
 
 

@@ -12,8 +12,8 @@ from vqvae_jax import cli_common
 from vqvae_jax.errors import cli
 
 
-@cli
-def main(argv=None):
+def run(argv=None) -> dict:
+  """Parses flags, trains, and returns the summary (raises UserError on bad input)."""
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--data-folder', default=None, help='folder with the raw data set files')
   p.add_argument('--dataset', default=None,
@@ -28,11 +28,8 @@ def main(argv=None):
   p.add_argument('--num-workers', type=int, default=None, help='accepted for compatibility; unused')
   cli_common.add_common_flags(p)
   args = p.parse_args(argv)
-  cli_common.set_xla_flags()
-  cli_common.select_device(args.device)
+  cli_common.setup_runtime(args)
 
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  absl_logging.set_verbosity(absl_logging.ERROR)
   from vqvae_jax.data import canonical_name  # pylint: disable=g-import-not-at-top
   dataset = canonical_name(args.dataset) if args.dataset else None
   config = cli_common.build_config(args, dataset or 'fashion-mnist', {
@@ -41,10 +38,18 @@ def main(argv=None):
       'lr': args.lr, 'beta': args.beta})
   from vqvae_jax import training  # pylint: disable=g-import-not-at-top
   result = training.train_vqvae(config, args.output_folder)
+  result['output_folder'] = args.output_folder
+  return result
+
+
+@cli
+def main(argv=None):
+  result = run(argv)
   valid = result['valid']
-  print(f'done: step {result["step"]}' +
+  if cli_common.is_main_process():
+    print(f'done: step {result["step"]}' +
         (f', valid loss {valid["loss"]:.4f}, PSNR {valid["psnr"]:.2f} dB' if valid else '') +
-        f'; outputs in {args.output_folder}')
+          f'; outputs in {result["output_folder"]}')
 
 
 if __name__ == '__main__':

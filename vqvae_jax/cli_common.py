@@ -23,6 +23,13 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                       help='cpu, gpu/cuda or tpu: checked against what JAX finds '
                            '(default: whatever JAX picks)')
   parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
+  distributed.add_flags(parser)
+
+
+def is_main_process() -> bool:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index() == 0
 
 
 def set_xla_flags() -> None:
@@ -32,17 +39,17 @@ def set_xla_flags() -> None:
     os.environ['XLA_FLAGS'] = (flags + ' --xla_cpu_experimental_ynn_fusion_type=').strip()
 
 
-def select_device(device: str | None) -> None:
-  """Restricts JAX to the CPU or checks that the asked-for accelerator exists.
+def select_platform(device: str | None) -> None:
+  """`--device cpu` keeps JAX on the CPU; must run before JAX initialises."""
+  if device and device.lower() == 'cpu':
+    os.environ['JAX_PLATFORMS'] = 'cpu'
 
-  Must run before JAX initialises its backends.
-  """
-  if not device:
+
+def check_device(device: str | None) -> None:
+  """Fails clearly when the asked-for accelerator is not there."""
+  if not device or device.lower() == 'cpu':
     return
   device = device.lower()
-  if device == 'cpu':
-    os.environ['JAX_PLATFORMS'] = 'cpu'
-    return
   if device not in _GPU_NAMES + ('tpu',):
     raise UserError(f'--device must be cpu, gpu, cuda or tpu, got {device!r}')
   import jax  # pylint: disable=g-import-not-at-top
@@ -55,6 +62,17 @@ def select_device(device: str | None) -> None:
     raise UserError(f'--device {device} was asked for, but JAX finds no {platform.upper()} '
                     f'(devices: {", ".join(d.platform for d in jax.devices())}); install '
                     'the matching jaxlib plugin (e.g. pip install "jax[cuda13]") or use --device cpu')
+
+
+def setup_runtime(args) -> None:
+  """XLA flags, platform, multi-host connection, device check, quiet absl: in that order."""
+  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
+  set_xla_flags()
+  select_platform(args.device)
+  distributed.initialize(args)
+  check_device(args.device)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def build_config(args, default_spec: str, seed_flags: dict):

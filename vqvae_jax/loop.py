@@ -180,6 +180,8 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
         batches = data.train_batches(train_ds, config.batch_size, seed=config.seed,
                                      epoch=epoch, start=start, process_index=pi,
                                      process_count=pc)
+        if config.get('augment', False):  # random-resized crops, training only
+          batches = _augmented(batches, config.seed, epoch, step, pi)
         for images, labels in data.prefetch_to_device(batches):
           rstate, rsums = p_step(rstate, rsums, images, labels)
           step += 1
@@ -218,6 +220,13 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
     writer.close()
   return {'step': step, 'epoch': step / spe, 'valid': valid,
           'stopped_early': step < total, 'state': rstate}
+
+
+def _augmented(batches, seed, epoch, first_step, process_index):
+  """Augments each host batch with a generator keyed by its global step."""
+  for i, (images, labels) in enumerate(batches):
+    yield data.augment(images, seed=seed, epoch=epoch, step=first_step + i,
+                       process_index=process_index), labels
 
 
 def _log_interval(task, writer, bar, last, rsums, step, batch_size):

@@ -95,7 +95,7 @@ def make_prior(config, k: int, num_classes: int) -> GatedPixelCNN:
 
 def create_prior_state(rng, model: GatedPixelCNN, grid, lr: float):
   codes = jnp.zeros((1,) + tuple(grid), jnp.int32)
-  params = model.init(rng, codes, jnp.zeros((1,), jnp.int32))['params']
+  params = jax.jit(model.init)(rng, codes, jnp.zeros((1,), jnp.int32))['params']
   return train_state.TrainState.create(apply_fn=model.apply, params=params,
                                        tx=optax.adam(lr)).replace(step=jnp.zeros((), jnp.int32))
 
