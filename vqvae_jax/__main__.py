@@ -101,7 +101,7 @@ def _info(args):
 
 def _compose(args):
   from vqvae_jax import compose, compression, grids  # pylint: disable=g-import-not-at-top
-  codec = compression.load_codec(args.model, None)
+  codec = compression.load_codec(args.model, args.prior)
   codes, image = compose.compose(codec, args.a, args.b, args.mask)
   grids.save_png(image, args.output)
   if args.save_codes:
@@ -141,11 +141,12 @@ def _add_codec_commands(sub):
   i = sub.add_parser('info', help='print the header of .vqz files')
   i.add_argument('files', nargs='+')
   m = sub.add_parser('compose', help='A with the code cells under a mask taken from B')
-  m.add_argument('a', help='image, .npy code grid or .vqz (fixed-length) file')
+  m.add_argument('a', help='image, .npy code grid or .vqz file')
   m.add_argument('b', help='the same kind of input, same code grid size as A')
   m.add_argument('--mask', required=True, help='left, right, top, bottom, a .npy boolean '
                                                'grid or a mask image (white = from B)')
-  m.add_argument('--model', required=True, help='the VQ-VAE folder')
+  m.add_argument('--model', default=None, help='the VQ-VAE folder (default: the prior\'s)')
+  m.add_argument('--prior', default=None, help='the prior folder (entropy-coded .vqz inputs)')
   m.add_argument('-o', '--output', default='composed.png')
   m.add_argument('--save-codes', default=None, metavar='NPY', help='also save the codes')
   g = sub.add_parser('decode-codes', help='decode a saved code grid (.npy) to PNG')

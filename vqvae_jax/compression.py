@@ -27,6 +27,9 @@ from vqvae_jax.errors import UserError
 from vqvae_jax.models import VQVAE
 
 METHODS = {'fixed': FIXED, 'prior': PRIOR}
+# Entropy decoding runs the prior once per code: refuse absurd grids (a crafted
+# header) instead of running out of memory; 2^22 codes is an 8192 x 8192 image.
+MAX_PRIOR_CODES = 1 << 22
 
 
 def fingerprint(variables) -> bytes:
@@ -247,6 +250,9 @@ def read_codes(codec: Codec, data: bytes, name: str = 'the file') -> tuple[Heade
                       f'{codec.prior_fingerprint.hex()}): pass the --prior it was made with')
     if header.label is None:
       raise FormatError(f'{name} is entropy-coded but stores no label')
+    if header.grid_height * header.grid_width > MAX_PRIOR_CODES:
+      raise UserError(f'{name} holds a {header.grid_height}x{header.grid_width} code grid; '
+                      f'entropy decoding is limited to {MAX_PRIOR_CODES} codes')
     codes = prior_coding.decode(codec.prior, codec.prior_params, payload, header.grid,
                                 header.label)
   else:
