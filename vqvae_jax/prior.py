@@ -44,6 +44,7 @@ layers that do compute are the same.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -105,18 +106,20 @@ class GatedLayer(nn.Module):
   kernel: int
   num_classes: int
   first: bool
+  dtype: Any = jnp.float32  # compute dtype; parameters stay float32
 
   def setup(self):
     (v_rows, _), h_cols = conv_windows(self.kernel, self.first)
     v_rows, h_cols = sum(v_rows) + 1, sum(h_cols) + 1
     init = _xavier_uniform
     two = 2 * self.hidden
-    self.class_bias = nn.Embed(self.num_classes, two,
+    dt = self.dtype
+    self.class_bias = nn.Embed(self.num_classes, two, dtype=dt,
                                embedding_init=nn.initializers.normal(1.0))
-    self.v_conv = nn.Conv(two, (v_rows, self.kernel), padding='VALID', kernel_init=init)
-    self.v_to_h = nn.Dense(two, kernel_init=init)
-    self.h_conv = nn.Conv(two, (1, h_cols), padding='VALID', kernel_init=init)
-    self.h_proj = nn.Dense(self.hidden, kernel_init=init)
+    self.v_conv = nn.Conv(two, (v_rows, self.kernel), padding='VALID', kernel_init=init, dtype=dt)
+    self.v_to_h = nn.Dense(two, kernel_init=init, dtype=dt)
+    self.h_conv = nn.Conv(two, (1, h_cols), padding='VALID', kernel_init=init, dtype=dt)
+    self.h_proj = nn.Dense(self.hidden, kernel_init=init, dtype=dt)
 
   def bias(self, labels):
     """labels: [B] int -> c: [B, 1, 1, 2 * hidden]."""
@@ -163,17 +166,18 @@ class GatedPixelCNN(nn.Module):
   head_hidden: int = 512
   first_kernel: int = 7
   kernel: int = 3
+  dtype: Any = jnp.float32  # compute dtype (bfloat16 for speed); parameters stay float32
 
   def setup(self):
-    self.embed = nn.Embed(self.num_codes, self.hidden,
+    self.embed = nn.Embed(self.num_codes, self.hidden, dtype=self.dtype,
                           embedding_init=nn.initializers.normal(1.0))
     self.layers = [
         GatedLayer(self.hidden, self.first_kernel if i == 0 else self.kernel,
-                   self.num_classes, first=(i == 0))
+                   self.num_classes, first=(i == 0), dtype=self.dtype)
         for i in range(self.num_layers)]
     init = _xavier_uniform
-    self.head = nn.Dense(self.head_hidden, kernel_init=init)
-    self.out = nn.Dense(self.num_codes, kernel_init=init)
+    self.head = nn.Dense(self.head_hidden, kernel_init=init, dtype=self.dtype)
+    self.out = nn.Dense(self.num_codes, kernel_init=init, dtype=self.dtype)
 
   def __call__(self, codes, labels):
     """codes: [B, h, w] int, labels: [B] int -> logits [B, h, w, K] float32."""
@@ -191,7 +195,7 @@ class GatedPixelCNN(nn.Module):
 
   def output(self, h):
     """h: [..., hidden] last horizontal stack -> [..., K] logits."""
-    return self.out(nn.relu(self.head(h)))
+    return self.out(nn.relu(self.head(h))).astype(jnp.float32)
 
   def receptive_radius(self):
     """R: logits at (i, j) see rows i-R..i-1 (|dj| <= R) and row i, j-R..j-1."""

@@ -30,7 +30,7 @@ from vqvae_jax.fileio import atomic_write, write_json
 from vqvae_jax.loop import AXIS, Task, fit, replicate
 from vqvae_jax.models import VQVAE
 from vqvae_jax.prior import GatedPixelCNN, bits_per_dim, cross_entropy, nll_bits
-from vqvae_jax.training import load_split, restore_vqvae, to_float
+from vqvae_jax.training import DTYPES, load_split, restore_vqvae, to_float
 
 PRIOR_KEYS = ('hidden_size_prior', 'num_layers', 'seed')
 
@@ -88,9 +88,14 @@ def load_codes(vq_config, workdir, model, variables, class_names) -> dict:
   return out
 
 
-def make_prior(config, k: int, num_classes: int) -> GatedPixelCNN:
+def make_prior(config, k: int, num_classes: int, training: bool = False) -> GatedPixelCNN:
+  """The prior of `config`; `config.precision` applies to training only (sampling and
+  compression always compute in float32, so results do not depend on it)."""
+  if config.precision not in DTYPES:
+    raise UserError(f'precision must be one of {", ".join(DTYPES)}, got {config.precision!r}')
   return GatedPixelCNN(num_codes=k, num_classes=num_classes,
-                       hidden=config.hidden_size_prior, num_layers=config.num_layers)
+                       hidden=config.hidden_size_prior, num_layers=config.num_layers,
+                       dtype=DTYPES[config.precision] if training else jnp.float32)
 
 
 def create_prior_state(rng, model: GatedPixelCNN, grid, lr: float):
@@ -183,15 +188,16 @@ def train_prior(config, workdir: str) -> dict:
     atomic_write(os.path.join(workdir, 'config.json'), to_json(config) + '\n')
   codes = load_codes(vq_config, workdir, vq_model, vq_vars, class_names)
   grid = codes['train'].image_shape
-  model = make_prior(config, vq_config.k, len(class_names))
+  model = make_prior(config, vq_config.k, len(class_names), training=True)
+  eval_prior = make_prior(config, vq_config.k, len(class_names))
   state = create_prior_state(jax.random.key(config.seed), model, grid, config.lr)
-  p_eval = jax.pmap(functools.partial(prior_eval_step, model=model), axis_name=AXIS)
+  p_eval = jax.pmap(functools.partial(prior_eval_step, model=eval_prior), axis_name=AXIS)
   sample_key = jax.random.fold_in(jax.random.key(config.seed), 1)
 
   def on_epoch_end(rstate, epoch, step):
     del step
     params = jax.device_get(jax.tree.map(lambda x: x[0], rstate.params))
-    image = sample_grid(model, params, vq_model, vq_vars, class_names, config.samples_per_class,
+    image = sample_grid(eval_prior, params, vq_model, vq_vars, class_names, config.samples_per_class,
                         grid, jax.random.fold_in(sample_key, epoch), config.temperature)
     grids.save_png(image, os.path.join(workdir, 'samples', f'epoch_{epoch + 1:03d}.png'))
 
