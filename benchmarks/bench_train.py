@@ -53,8 +53,7 @@ def _set_xla_flags():
   os.environ['XLA_FLAGS'] = flags.strip()
 
 
-_set_xla_flags()
-os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+_set_xla_flags()  # JAX picks the device: the same script runs on a GPU unchanged
 sys.path.insert(0, _ROOT)
 
 import argparse  # noqa: E402
@@ -135,6 +134,7 @@ class JaxTrain:
     t0 = time.perf_counter()
     self.step = step.lower(self.state, self.images, self.labels).compile()
     self.compile_s = time.perf_counter() - t0
+    self.flops = _flops(self.step)
     t0 = time.perf_counter()
     self.run(1)
     self.first_step_s = time.perf_counter() - t0
@@ -149,6 +149,29 @@ class JaxTrain:
       times.append(time.perf_counter() - t0)
     self.last_loss = float(metrics['loss'][0])
     return times
+
+
+# float32 peak FLOP/s (vector units, no tensor cores) by device kind substring.
+FP32_PEAK = {'H200': 67e12, 'H100': 67e12, 'A100': 19.5e12, 'V100': 15.7e12, 'L40S': 91.6e12,
+             'L4': 30.3e12, 'A10': 31.2e12, 'T4': 8.1e12}
+
+
+def _flops(compiled):
+  """FLOPs of one step by XLA's cost analysis (None if unavailable)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
+def _peak(device):
+  for name, peak in FP32_PEAK.items():
+    if name in device.device_kind:
+      return peak
+  return None
 
 
 class JaxVQ:
@@ -291,6 +314,15 @@ def main():
   else:
     out['ratio'] = None
   out['compile_s'] = {s: round(trains[s].compile_s, 2) for s in shapes}
+  device = jax.local_devices()[0]
+  peak = _peak(device)
+  out['device'] = f'{device.platform}: {device.device_kind}'
+  out['step_gflops'] = {s: round(trains[s].flops / 1e9, 2) if trains[s].flops else None
+                        for s in shapes}
+  out['fp32_peak_tflops'] = peak / 1e12 if peak else None
+  out['peak_fraction'] = {
+      s: round(trains[s].flops * statistics.median(jax_rounds[s]) / BATCH / peak, 4)
+      if peak and trains[s].flops and jax_rounds[s] else None for s in shapes}
   out['vq_only_ms'] = {
       'jax': {k: med([v[k] for v in jax_vq]) for k in ('fwd_bwd', 'assign')},
       'torch': {k: med([v[k] for v in torch_vq]) for k in ('fwd_bwd', 'assign')} if torch_vq
