@@ -1,23 +1,23 @@
 """The compressed-image file format (`.vqz`): header, checksums, fixed-length codes.
 
-A file is a 43-byte header followed by the payload. Integers are big-endian.
+A file is a 35-byte header followed by the payload. Integers are big-endian.
 
   offset  size  field
   0       4     magic b'VQVZ'
   4       1     format version (1)
   5       1     coding method: 0 fixed-length, 1 entropy-coded with the prior
   6       1     image channels (1 or 3)
-  7       8     VQ-VAE fingerprint (first 8 bytes of the sha256 of its variables)
-  15      8     prior fingerprint (zeros for method 0)
-  23      2     original image height H
-  25      2     original image width W
-  27      2     code grid height h = ceil(H / 4)
-  29      2     code grid width w = ceil(W / 4)
-  31      2     K, the codebook size
-  33      2     class label used (0xFFFF: none)
-  35      4     CRC-32 of the code grid (h * w codes as big-endian uint16, raster)
-  39      4     checksum: CRC-32 of header bytes 0..38 followed by the payload
-  43      ...   payload
+  7       4     VQ-VAE fingerprint (first 4 bytes of the sha256 of its variables)
+  11      4     prior fingerprint (zeros for method 0)
+  15      2     original image height H
+  17      2     original image width W
+  19      2     code grid height h = ceil(H / 4)
+  21      2     code grid width w = ceil(W / 4)
+  23      2     K, the codebook size
+  25      2     class label used (0xFFFF: none)
+  27      4     CRC-32 of the code grid (h * w codes as big-endian uint16, raster)
+  31      4     checksum: CRC-32 of header bytes 0..30 followed by the payload
+  35      ...   payload
 
 Payload of method 0: the h * w codes in raster order, ceil(log2 K) bits each,
 most significant bit first, zero-padded to a whole byte. Payload of method 1:
@@ -45,9 +45,10 @@ FIXED, PRIOR = 0, 1
 METHOD_NAMES = {FIXED: 'fixed', PRIOR: 'prior'}
 NO_LABEL = 0xFFFF
 DOWNSAMPLING = 4
-_FIELDS = struct.Struct('>4sBBB8s8sHHHHHHI')
+FINGERPRINT_BYTES = 4
+_FIELDS = struct.Struct('>4sBBB4s4sHHHHHHI')
 _CHECKSUM = struct.Struct('>I')
-HEADER_SIZE = _FIELDS.size + _CHECKSUM.size  # 43
+HEADER_SIZE = _FIELDS.size + _CHECKSUM.size  # 35
 
 
 class FormatError(UserError):
@@ -149,8 +150,8 @@ def _validate(header: Header, name: str = 'the header') -> None:
     problems.append(f'K = {header.k}')
   if header.label is not None and not 0 <= header.label < NO_LABEL:
     problems.append(f'label {header.label}')
-  if len(header.model_fingerprint) != 8 or len(header.prior_fingerprint) != 8:
-    problems.append('fingerprints must be 8 bytes')
+  if {len(header.model_fingerprint), len(header.prior_fingerprint)} != {FINGERPRINT_BYTES}:
+    problems.append(f'fingerprints must be {FINGERPRINT_BYTES} bytes')
   if header.method == FIXED and any(header.prior_fingerprint):
     problems.append('a prior fingerprint in a fixed-length file')
   if problems:

@@ -27,18 +27,23 @@ from vqvae_jax.errors import UserError
 from vqvae_jax.models import VQVAE
 
 METHODS = {'fixed': FIXED, 'prior': PRIOR}
+_NO_FINGERPRINT = bytes(codec_format.FINGERPRINT_BYTES)
 # Entropy decoding runs the prior once per code: refuse absurd grids (a crafted
 # header) instead of running out of memory; 2^22 codes is an 8192 x 8192 image.
 MAX_PRIOR_CODES = 1 << 22
 
 
-def fingerprint(variables) -> bytes:
-  """8 bytes: the start of the sha256 of every parameter leaf in tree order
-  (the same value, in hex, as the prior's `vqvae_fingerprint`)."""
+def _sha256(variables) -> bytes:
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(variables):
     h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-  return h.digest()[:8]
+  return h.digest()
+
+
+def fingerprint(variables) -> bytes:
+  """4 bytes: the start of the sha256 of every parameter leaf in tree order
+  (the prior's `vqvae_fingerprint` is the first 8 bytes of it, in hex)."""
+  return _sha256(variables)[:codec_format.FINGERPRINT_BYTES]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Codec:
   model_fingerprint: bytes
   prior: object = None
   prior_params: dict | None = None
-  prior_fingerprint: bytes = bytes(8)
+  prior_fingerprint: bytes = _NO_FINGERPRINT
 
   @property
   def channels(self) -> int:
@@ -75,13 +80,13 @@ def load_codec(model_dir: str | None = None, prior_dir: str | None = None) -> Co
   if not model_dir:
     raise UserError('--model (the VQ-VAE folder) or --prior is required')
   model, variables, meta = training.restore_vqvae(model_dir)
-  fp = fingerprint(variables)
-  if prior_meta is not None and prior_meta.get('vqvae_fingerprint') != fp.hex():
+  digest = _sha256(variables)
+  if prior_meta is not None and prior_meta.get('vqvae_fingerprint') != digest[:8].hex():
     raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the one in '
                     f'{model_dir}: pass the --model it was trained on')
   return Codec(model=model, variables=variables, class_names=tuple(meta['class_names']),
-               model_fingerprint=fp, prior=prior, prior_params=prior_params,
-               prior_fingerprint=fingerprint(prior_params) if prior else bytes(8))
+               model_fingerprint=fingerprint(variables), prior=prior, prior_params=prior_params,
+               prior_fingerprint=fingerprint(prior_params) if prior else _NO_FINGERPRINT)
 
 
 def resolve_label(codec: Codec, label) -> int | None:
@@ -213,7 +218,8 @@ def compress_codes(codec: Codec, codes, image_size, method: str = 'prior',
     payload = codec_format.pack_fixed(codes, codec.k)
   header = Header(method=METHODS[method], channels=codec.channels,
                   model_fingerprint=codec.model_fingerprint,
-                  prior_fingerprint=codec.prior_fingerprint if method == 'prior' else bytes(8),
+                  prior_fingerprint=(codec.prior_fingerprint if method == 'prior'
+                                     else _NO_FINGERPRINT),
                   height=int(image_size[0]), width=int(image_size[1]),
                   grid_height=codes.shape[0], grid_width=codes.shape[1], k=codec.k,
                   label=label, codes_crc=codec_format.codes_crc(codes))
