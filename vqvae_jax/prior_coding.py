@@ -124,11 +124,11 @@ def _run(model, params, shape, handler):
     raise TypeError(f'expected a GatedPixelCNN, got {type(model).__name__}')
   b = model.num_classes
   with _LOCK:
-    handler_id = next(_NEXT_ID)
+    handler_id = next(_NEXT_ID) % (1 << 31)
     _HANDLERS[handler_id] = lambda p, logits: np.full((b,), handler(p, logits), np.int32)
   try:
     return np.asarray(_scan(model, params, tuple(int(s) for s in shape),
-                            jnp.int32(handler_id % (1 << 31))))
+                            jnp.int32(handler_id)))
   finally:
     with _LOCK:
       del _HANDLERS[handler_id]
