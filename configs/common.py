@@ -17,6 +17,14 @@ def vqvae_config(*, dataset, image_size, channels, num_epochs=100):
   # found 0.25 unstable on its setup and used 1.0.
   c.beta = 1.0
   c.lr = 2e-4
+  # Codebook (defaults: the paper's codebook loss, U(-1/K, 1/K) init, no restarts).
+  c.codebook = 'loss'         # 'loss': ||sg[z_e] - e||^2 (eq. 3); 'ema': EMA updates (app. A.1)
+  c.ema_decay = 0.99          # EMA: gamma
+  c.ema_epsilon = 1e-5        # EMA: Laplace smoothing of the counts
+  c.restart_after = 0         # > 0: re-initialise a code unused for this many steps
+  c.codebook_init = 'uniform'  # 'uniform' | 'data' (encoder outputs) | 'kmeans'
+  c.codebook_init_batches = 4  # first training batches used by 'data' / 'kmeans'
+  c.kmeans_iters = 10
   c.batch_size = 128          # global, split over the local devices
   c.eval_batch_size = 256
   c.num_epochs = num_epochs
