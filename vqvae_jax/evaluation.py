@@ -1,0 +1,210 @@
+"""Measured quality of a trained VQ-VAE (and of its prior) on one data split.
+
+Reconstruction: MSE with images in [-1, 1] (the training loss's scale) and in
+[0, 1]; PSNR = 10 log10(1 / MSE_[0,1]) per image; SSIM (Wang, Bovik, Sheikh and
+Simoncelli, "Image quality assessment: from error visibility to structural
+similarity", IEEE TIP 2004) with an 11x11 Gaussian window (sigma 1.5),
+K1 = 0.01, K2 = 0.03, images in [0, 1], averaged over the positions where the
+window fits inside the image and over channels: scikit-image's
+`structural_similarity(..., gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1)`. PSNR and SSIM are means over
+images of the per-image values; reconstructions are not rounded to 8 bits.
+
+Codebook: perplexity exp(H(p)) of the code frequencies over the split and the
+fraction (and number) of the K codes used at least once.
+
+Prior (optional): NLL of the split's code grids given their labels, in bits
+per code and in bits per image dimension (see `vqvae_jax.prior.bits_per_dim`
+for what that number is and is not).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from vqvae_jax import data, quantizer, training
+from vqvae_jax.errors import UserError
+
+_SSIM_SIGMA = 1.5
+_SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11x11 window
+
+
+def gaussian_window(sigma: float = _SSIM_SIGMA, truncate: float = _SSIM_TRUNCATE) -> np.ndarray:
+  """Normalised 1-D Gaussian [2r + 1], r = int(truncate * sigma + 0.5)."""
+  r = int(truncate * sigma + 0.5)
+  x = np.arange(-r, r + 1, dtype=np.float64)
+  w = np.exp(-0.5 * (x / sigma) ** 2)
+  return (w / w.sum()).astype(np.float32)
+
+
+def _blur_valid(x, window):
+  """x [N, H, W] -> [N, H - 2r, W - 2r], separable filtering, valid positions only."""
+  n = window.shape[0]
+  x = x[..., None]
+  dn = ('NHWC', 'HWIO', 'NHWC')
+  prec = lax.Precision.HIGHEST
+  x = lax.conv_general_dilated(x, window.reshape(n, 1, 1, 1), (1, 1), 'VALID',
+                               dimension_numbers=dn, precision=prec)
+  x = lax.conv_general_dilated(x, window.reshape(1, n, 1, 1), (1, 1), 'VALID',
+                               dimension_numbers=dn, precision=prec)
+  return x[..., 0]
+
+
+def ssim(x, y, *, data_range: float = 1.0, k1: float = 0.01, k2: float = 0.03):
+  """Mean structural similarity per image.
+
+  Args:
+    x, y: [B, H, W, C] float images with values in [0, data_range]; H and W at
+      least 11 (the window).
+    data_range: the dynamic range L (C1 = (k1 L)^2, C2 = (k2 L)^2).
+  Returns:
+    [B] float32 SSIM, 1 for identical images.
+  """
+  x = jnp.asarray(x, jnp.float32)
+  y = jnp.asarray(y, jnp.float32)
+  if x.shape != y.shape or x.ndim != 4:
+    raise ValueError(f'need two [B, H, W, C] arrays of one shape, got {x.shape} and {y.shape}')
+  window = jnp.asarray(gaussian_window())
+  if min(x.shape[1:3]) < window.shape[0]:
+    raise ValueError(f'SSIM needs images of at least {window.shape[0]} pixels a side, '
+                     f'got {x.shape[1:3]}')
+  b, h, w, c = x.shape
+  # Channels become images: [B, H, W, C] -> [B * C, H, W].
+  x = jnp.moveaxis(x, -1, 1).reshape(b * c, h, w)
+  y = jnp.moveaxis(y, -1, 1).reshape(b * c, h, w)
+  mx, my = _blur_valid(x, window), _blur_valid(y, window)
+  vx = _blur_valid(x * x, window) - mx * mx
+  vy = _blur_valid(y * y, window) - my * my
+  cxy = _blur_valid(x * y, window) - mx * my
+  c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+  s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+  return jnp.mean(s.reshape(b, c, -1), axis=(1, 2))
+
+
+def psnr(x, y, *, data_range: float = 1.0):
+  """Peak signal-to-noise ratio per image: x, y [B, ...] -> [B] float32 dB."""
+  x = jnp.asarray(x, jnp.float32)
+  y = jnp.asarray(y, jnp.float32)
+  mse = jnp.mean(jnp.square(x - y).reshape(x.shape[0], -1), axis=1)
+  return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, 1e-20))
+
+
+def _batch_metrics(model, variables, images):
+  """uint8 images [b, H, W, C] -> per-image metrics [b] and codes [b, h, w]."""
+  x = training.to_float(images)
+  out = model.apply(variables, x)
+  x01, y01 = (x + 1.0) / 2.0, (out.x_tilde + 1.0) / 2.0
+  per = {'mse': jnp.mean(jnp.square(out.x_tilde - x), axis=(1, 2, 3)),
+         'mse01': jnp.mean(jnp.square(y01 - x01), axis=(1, 2, 3)),
+         'psnr': psnr(x01, y01), 'ssim': ssim(x01, y01)}
+  return per, out.indices
+
+
+def reconstruction_metrics(model, variables, ds, batch_size: int = 256):
+  """Means over `ds` of the per-image metrics, the code counts and every code grid.
+
+  Returns:
+    (metrics dict, codes [N, h, w] int32) in eval mode (running BatchNorm
+    statistics); codes equal `VQVAE.encode` of the images.
+  """
+  step = jax.jit(lambda v, x: _batch_metrics(model, v, x))
+  sums, counts, codes = None, np.zeros((model.k,), np.int64), []
+  for images, _, mask in data.eval_batches(ds, batch_size):
+    per, idx = jax.device_get(step(variables, images))
+    w = mask.astype(np.float64)
+    batch = {k: float(np.sum(np.asarray(v, np.float64) * w)) for k, v in per.items()}
+    sums = batch if sums is None else {k: sums[k] + batch[k] for k in sums}
+    idx = np.asarray(idx)[mask]
+    counts += np.bincount(idx.reshape(-1), minlength=model.k)
+    codes.append(idx)
+  n = len(ds)
+  metrics = {k: v / n for k, v in sums.items()}
+  metrics.update(quantizer.usage_stats(counts))
+  metrics['codes_used'] = int(np.sum(counts > 0))
+  return metrics, np.concatenate(codes).astype(np.int32)
+
+
+def prior_nll(prior_dir: str, codes, labels, vq_variables, image_shape, batch_size: int = 256):
+  """Test NLL of code grids under the prior in `prior_dir`: bits per code and per dim."""
+  from vqvae_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import prior_training  # pylint: disable=g-import-not-at-top
+  model, params, meta = prior_training.restore_prior(prior_dir)
+  fingerprint = prior_training._fingerprint(vq_variables)  # pylint: disable=protected-access
+  if meta.get('vqvae_fingerprint') != fingerprint:
+    raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the '
+                    'one evaluated (parameters differ)')
+  if tuple(meta['grid']) != tuple(codes.shape[1:]):
+    raise UserError(f'the prior models {tuple(meta["grid"])} code grids, the VQ-VAE gives '
+                    f'{tuple(codes.shape[1:])}')
+  bits_fn = jax.jit(lambda p, c, l: prior_lib.nll_bits(model.apply({'params': p}, c, l), c))
+  total = 0.0
+  for start in range(0, len(codes), batch_size):
+    c = codes[start:start + batch_size]
+    l = np.asarray(labels[start:start + batch_size], np.int32)
+    pad = batch_size - len(c)  # one compiled shape: pad the last batch
+    if pad:
+      c = np.concatenate([c, np.zeros((pad,) + c.shape[1:], c.dtype)])
+      l = np.concatenate([l, np.zeros((pad,), np.int32)])
+    bits = np.asarray(bits_fn(params, c, l), np.float64)
+    total += float(np.sum(bits[:batch_size - pad]))
+  per_image = total / len(codes)
+  return {'dir': os.path.abspath(prior_dir), 'step': int(meta['step']),
+          'bits_per_code': per_image / math.prod(codes.shape[1:]),
+          'bits_per_dim': float(prior_lib.bits_per_dim(per_image, image_shape))}
+
+
+def evaluate(model_dir: str, *, split: str = 'test', prior_dir: str | None = None,
+             which: str = 'best', batch_size: int = 256, data_folder: str | None = None) -> dict:
+  """Evaluates the VQ-VAE in `model_dir` (and optionally its prior) on `split`.
+
+  Returns a JSON-able dict: split, n, model, step, config (the codebook
+  settings), mse, mse01, psnr, ssim, perplexity, usage, codes_used, k, and
+  prior (None, or dir, step, bits_per_code, bits_per_dim).
+  """
+  if batch_size < 1:
+    raise UserError(f'batch size must be positive, got {batch_size}')
+  model, variables, meta = training.restore_vqvae(model_dir, which=which)
+  config = run_config(meta, data_folder)
+  ds = training.load_split(config, split)
+  metrics, codes = reconstruction_metrics(model, variables, ds, batch_size)
+  keys = ('dataset', 'hidden_size', 'k', 'batch_size', 'lr', 'beta', 'codebook', 'ema_decay',
+          'restart_after', 'codebook_init')
+  result = {'split': split, 'n': len(ds), 'model': os.path.abspath(model_dir),
+            'step': int(meta['step']), 'config': {k: config.get(k) for k in keys}, 'k': model.k}
+  result.update(metrics)
+  result['prior'] = None
+  if prior_dir:
+    result['prior'] = prior_nll(prior_dir, codes, ds.labels, variables,
+                                tuple(meta['image_shape']), batch_size)
+  return result
+
+
+def run_config(meta: dict, data_folder: str | None = None):
+  """The training run's config from a checkpoint's meta, optionally another data folder."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(meta['config'])
+  if data_folder:
+    config.data_folder = data_folder
+  return config
+
+
+def format_table(result: dict) -> str:
+  """A readable two-column table of `evaluate`'s result."""
+  rows = [('images', f'{result["n"]} ({result["split"]})'),
+          ('checkpoint step', str(result['step'])),
+          ('MSE, images in [-1, 1]', f'{result["mse"]:.5f}'),
+          ('MSE, images in [0, 1]', f'{result["mse01"]:.5f}'),
+          ('PSNR (dB)', f'{result["psnr"]:.2f}'),
+          ('SSIM', f'{result["ssim"]:.4f}'),
+          ('codebook perplexity', f'{result["perplexity"]:.1f}'),
+          ('codes used', f'{result["codes_used"]} / {result["k"]} ({100 * result["usage"]:.1f}%)')]
+  if result.get('prior'):
+    rows += [('prior NLL (bits/code)', f'{result["prior"]["bits_per_code"]:.4f}'),
+             ('prior NLL (bits/dim)', f'{result["prior"]["bits_per_dim"]:.4f}')]
+  width = max(len(name) for name, _ in rows)
+  return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
