@@ -7,7 +7,6 @@
   compose       swap the code cells of A under a mask with B's, decode
   decode-codes  decode a saved code grid (.npy) to a PNG
   evaluate      MSE, PSNR, SSIM, codebook usage (+ prior bits/dim) on a split, as JSON
-  evaluate      MSE, PSNR, SSIM, codebook usage (+ prior bits/dim) on a split, as JSON
 """
 from __future__ import annotations
 
@@ -188,38 +187,6 @@ def _add_evaluate_command(sub):
   e.add_argument('--num-recon', type=int, default=32)
 
 
-def _evaluate(args):
-  from vqvae_jax import evaluation, fileio, grids, training  # pylint: disable=g-import-not-at-top
-  result = evaluation.evaluate(args.model, split=args.split, prior_dir=args.prior,
-                               which=args.which, batch_size=args.batch_size,
-                               data_folder=args.data_folder)
-  output = args.output or os.path.join(args.model, f'evaluation_{args.split}.json')
-  fileio.write_json(output, result)
-  print(evaluation.format_table(result))
-  print(f'wrote {output}')
-  if args.recon_grid:
-    model, variables, meta = training.restore_vqvae(args.model, which=args.which)
-    ds = training.load_split(evaluation.run_config(meta, args.data_folder), args.split)
-    grids.save_png(training.reconstruction_grid(model, variables, ds.images[:args.num_recon]),
-                   args.recon_grid)
-    print(f'wrote {args.recon_grid} (top: {args.split} images, bottom: reconstructions)')
-
-
-def _add_evaluate_command(sub):
-  e = sub.add_parser('evaluate', help='reconstruction quality, codebook usage and prior NLL')
-  e.add_argument('--model', required=True, help='the VQ-VAE output folder')
-  e.add_argument('--prior', default=None, help='a prior folder trained on this VQ-VAE')
-  e.add_argument('--split', default='test', choices=('train', 'valid', 'test'))
-  e.add_argument('--which', default='best', choices=('best', 'latest'), help='checkpoint')
-  e.add_argument('--data-folder', default=None, help='default: the training run\'s')
-  e.add_argument('--batch-size', type=int, default=256)
-  e.add_argument('-o', '--output', default=None,
-                 help='JSON file (default: <model>/evaluation_<split>.json)')
-  e.add_argument('--recon-grid', default=None, metavar='PNG',
-                 help='also write originals over reconstructions of the first images')
-  e.add_argument('--num-recon', type=int, default=32)
-
-
 @cli
 def main(argv=None):
   parser = argparse.ArgumentParser(prog='python -m vqvae_jax', description=__doc__,
@@ -235,14 +202,11 @@ def main(argv=None):
   s.add_argument('--seed', type=int, default=0)
   _add_codec_commands(sub)
   _add_evaluate_command(sub)
-  _add_evaluate_command(sub)
   args = parser.parse_args(argv)
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.ERROR)
   if args.command == 'sample':
     _sample(args)
-  elif args.command == 'evaluate':
-    _evaluate(args)
   elif args.command == 'evaluate':
     _evaluate(args)
   else:
