@@ -173,7 +173,7 @@ def compare(result) -> dict:
   psnr, out = result['ours']['psnr'], {'ours_bpp': ours_bpp}
   for name in ('jpeg', 'webp'):
     rate = rate_at([result[name], result[name + '_half']], psnr)
-    out[name] = {'bpp_at_our_psnr': rate, 'ours_smaller': rate is None or ours_bpp < rate,
+    out[name] = {'bpp_at_our_psnr': rate, 'ours_smaller': bool(rate is None or ours_bpp < rate),
                  'ratio': None if rate is None else rate / ours_bpp}
   out['target_met'] = bool(out['jpeg']['ours_smaller'] and out['webp']['ours_smaller'])
   return out
@@ -223,6 +223,15 @@ def plot(result, path, width=900, height=560):
   fileio.atomic_write(path, buf.getvalue())
 
 
+def _plain(obj):
+  """json.dumps default: NumPy scalars and arrays -> Python."""
+  if isinstance(obj, np.generic):
+    return obj.item()
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  raise TypeError(f'cannot serialise {type(obj).__name__}')
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--model', default=None, help='VQ-VAE folder (default: the prior\'s)')
@@ -244,6 +253,7 @@ def main(argv=None):
   result['ours'] = ours(codec, images, args.verify)
   result['comparison'] = compare(result)
   result['wall_s'] = round(time.time() - start, 1)
+  result = json.loads(json.dumps(result, default=_plain))
   fileio.write_json(args.json, result)
   plot(result, args.plot)
   _log(f'wrote {args.json} and {args.plot}')
