@@ -1,0 +1,90 @@
+"""Prints the README's results table (markdown) from evaluation JSON files.
+
+    python benchmarks/results_table.py benchmarks/results
+
+Reads every `<name>.eval.json` in the folder (written by `python -m vqvae_jax
+evaluate`) and, if present, `<name>.train.json` beside it (budget, wall time and
+hardware, written by benchmarks/run_results.sh). One row per run: the paper's
+codebook first, then the others by name.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+COLUMNS = ('config', 'steps', 'hardware', 'train wall time', 'test MSE [-1, 1]',
+           'test MSE [0, 1]', 'PSNR (dB)', 'SSIM', 'codes used', 'prior bits/dim')
+
+
+def describe(config: dict) -> str:
+  """Codebook settings in words, e.g. 'EMA (decay 0.99) + restart after 20 steps'."""
+  if config.get('codebook', 'loss') == 'ema':
+    text = f'EMA (decay {config.get("ema_decay")})'
+  else:
+    text = 'codebook loss (paper, eq. 3)'
+  if config.get('restart_after'):
+    text += f' + restart after {config["restart_after"]} unused steps'
+  if config.get('codebook_init', 'uniform') != 'uniform':
+    text += f', {config["codebook_init"]} init'
+  return f'{text}; hidden {config.get("hidden_size")}, K {config.get("k")}'
+
+
+def _minutes(seconds) -> str:
+  return '' if seconds is None else f'{seconds / 60:.1f} min'
+
+
+def row(result: dict, train: dict) -> list:
+  prior = result.get('prior') or {}
+  return [describe(result.get('config', {})), str(train.get('steps', result['step'])),
+          train.get('hardware', ''), _minutes(train.get('wall_s')),
+          f'{result["mse"]:.4f}', f'{result["mse01"]:.5f}', f'{result["psnr"]:.2f}',
+          f'{result["ssim"]:.4f}',
+          f'{result["codes_used"]} / {result["k"]} ({100 * result["usage"]:.1f}%)',
+          f'{prior["bits_per_dim"]:.4f}' if prior else '']
+
+
+def load(folder: str) -> list[tuple[str, dict, dict]]:
+  runs = []
+  for path in sorted(glob.glob(os.path.join(folder, '*.eval.json'))):
+    name = os.path.basename(path)[:-len('.eval.json')]
+    with open(path) as f:
+      result = json.load(f)
+    train_path = os.path.join(folder, name + '.train.json')
+    train = {}
+    if os.path.exists(train_path):
+      with open(train_path) as f:
+        train = json.load(f)
+    runs.append((name, result, train))
+  runs.sort(key=lambda r: (r[1].get('config', {}).get('codebook') != 'loss', r[0]))
+  return runs
+
+
+def table(folder: str) -> str:
+  runs = load(folder)
+  if not runs:
+    raise SystemExit(f'no *.eval.json in {folder}')
+  lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + ' --- |' * len(COLUMNS)]
+  lines += ['| ' + ' | '.join(row(result, train)) + ' |' for _, result, train in runs]
+  split = {r['split'] for _, r, _ in runs}
+  lines.append('')
+  prior_steps = sorted({str(r['prior']['step']) for _, r, _ in runs if r.get('prior')})
+  lines.append(f'Measured on the {"/".join(sorted(split))} split '
+               f'({runs[0][1]["n"]} images) by `python -m vqvae_jax evaluate`'
+               + (f'; priors trained for {"/".join(prior_steps)} steps.' if prior_steps else '.'))
+  return '\n'.join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('folder', nargs='?', default=os.path.join(os.path.dirname(__file__),
+                                                                'results'))
+  args = parser.parse_args(argv)
+  print(table(args.folder))
+
+
+if __name__ == '__main__':
+  sys.exit(main())
