@@ -93,3 +93,26 @@ def test_mismatched_flags_and_folders_are_clear_errors(runs, tmp_path, capsys):
     train_prior.main(['--model', str(root / 'prior'), '--output-folder', str(tmp_path / 'p'),
                       '--config', 'prior:tiny'])
   assert e.value.code == 2 and 'does not hold a VQ-VAE' in capsys.readouterr().err
+
+
+def test_evaluate_keeps_codes_above_255_and_matches_a_direct_computation():
+  """Regression: evaluation batches once cast int32 codes to uint8 (K = 512 broke)."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.loop import AXIS, replicate  # pylint: disable=g-import-not-at-top
+  k, grid = 512, (3, 4)
+  rng = np.random.default_rng(0)
+  codes = rng.integers(256, 512, size=(7,) + grid).astype(np.int32)  # all above 255
+  labels = rng.integers(0, 3, 7).astype(np.int32)
+  codeset = prior_training.CodeSet(codes, labels, ('a', 'b', 'c'))
+  config = load_config('prior:tiny')
+  model = prior_training.make_prior(config, k, 3)
+  state = prior_training.create_prior_state(jax.random.key(0), model, grid, 1e-3)
+  p_eval = jax.pmap(functools.partial(prior_training.prior_eval_step, model=model),
+                    axis_name=AXIS)
+  got = prior_training.evaluate(replicate(state), codeset, 4, p_eval, (12, 16, 1))
+  logits = np.asarray(model.apply({'params': state.params}, codes, labels), np.float64)
+  logp = logits - np.log(np.sum(np.exp(logits - logits.max(-1, keepdims=True)), -1,
+                                keepdims=True)) - logits.max(-1, keepdims=True)
+  bits = -np.take_along_axis(logp, codes[..., None], -1).sum() / np.log(2) / len(codes)
+  assert got['bits_per_code'] == pytest.approx(bits / 12, rel=1e-5)
+  assert got['bits_per_dim'] == pytest.approx(bits / (12 * 16), rel=1e-5)

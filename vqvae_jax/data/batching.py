@@ -92,7 +92,7 @@ def eval_batches(ds: Dataset, batch_size: int, *, process_index: int = 0,
   for step in range(num_eval_batches(ds, batch_size)):
     lo = min(n, step * batch_size + process_index * local)
     hi = min(n, lo + local)
-    images = np.zeros((local,) + ds.image_shape, np.uint8)
+    images = np.zeros((local,) + ds.image_shape, ds.images.dtype)
     labels = np.zeros((local,), np.int32)
     images[:hi - lo] = ds.images[lo:hi]
     labels[:hi - lo] = ds.labels[lo:hi]
