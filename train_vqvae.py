@@ -25,6 +25,11 @@ def run(argv=None) -> dict:
   p.add_argument('--num-epochs', type=int, default=None)
   p.add_argument('--lr', type=float, default=None)
   p.add_argument('--beta', type=float, default=None, help='commitment loss weight')
+  p.add_argument('--codebook', choices=('loss', 'ema'), default=None,
+                 help="'loss': the paper's codebook term (default); 'ema': moving averages")
+  p.add_argument('--restart-after', type=int, default=None,
+                 help='restart a code unused for this many steps (0: never)')
+  p.add_argument('--codebook-init', choices=('uniform', 'data', 'kmeans'), default=None)
   p.add_argument('--num-workers', type=int, default=None, help='accepted for compatibility; unused')
   cli_common.add_common_flags(p)
   args = p.parse_args(argv)
@@ -35,7 +40,8 @@ def run(argv=None) -> dict:
   config = cli_common.build_config(args, dataset or 'fashion-mnist', {
       'data_folder': args.data_folder, 'dataset': dataset, 'hidden_size': args.hidden_size,
       'k': args.k, 'batch_size': args.batch_size, 'num_epochs': args.num_epochs,
-      'lr': args.lr, 'beta': args.beta})
+      'lr': args.lr, 'beta': args.beta, 'codebook': args.codebook,
+      'restart_after': args.restart_after, 'codebook_init': args.codebook_init})
   from vqvae_jax import training  # pylint: disable=g-import-not-at-top
   result = training.train_vqvae(config, args.output_folder)
   result['output_folder'] = args.output_folder
