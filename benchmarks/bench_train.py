@@ -32,6 +32,9 @@ The PyTorch side needs a venv with torch (see benchmarks/README.md):
 XLA flags (set here, before jax is imported, unless XLA_FLAGS already names
 them): --xla_cpu_experimental_ynn_fusion_type= (YNN fusions off: its
 convolutions and dots are slower than the default Eigen path on this model).
+Host malloc is tuned as in the training scripts (cli_common.tune_malloc:
+freed memory is reused, not page-faulted in again every step) unless
+--stock-malloc; the JSON says which (`malloc_tuned`).
 """
 from __future__ import annotations
 
@@ -55,6 +58,9 @@ def _set_xla_flags():
 
 _set_xla_flags()  # JAX picks the device: the same script runs on a GPU unchanged
 sys.path.insert(0, _ROOT)
+# As the project's entry points do (cli_common.setup_runtime), before JAX's threads start.
+from vqvae_jax.cli_common import tune_malloc  # noqa: E402
+MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and tune_malloc()
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
@@ -242,6 +248,8 @@ def main():
   ap.add_argument('--impl', default='', help='override layers.AUTO_IMPL, e.g. up=sub2_matmul')
   ap.add_argument('--stock-xla', action='store_true',
                   help="do not set this script's XLA flags (for comparison)")
+  ap.add_argument('--stock-malloc', action='store_true',
+                  help='leave glibc malloc as it is (see cli_common.tune_malloc)')
   args = ap.parse_args()
   shapes = [s for s in args.shapes.split(',') if s]
   for s in shapes:
@@ -334,6 +342,7 @@ def main():
     out['torch_imgs_per_s_rounds'] = {s: [round(v, 1) for v in torch_rounds[s]] for s in shapes}
   out['layer_impls'] = dict(layers.AUTO_IMPL)
   out['xla_flags'] = os.environ.get('XLA_FLAGS', '')
+  out['malloc_tuned'] = bool(MALLOC_TUNED)
   out['jax'] = jax.__version__
   out['python'] = platform.python_version()
   out['cpus'] = os.cpu_count()

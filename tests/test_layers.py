@@ -105,6 +105,24 @@ def test_modules_params_and_function(module, features, shape, ks):
                              np.asarray(ref(x, kernel, bias)), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize('x64', [False, True])
+def test_conv1x1_module_is_flax_conv(x64):
+  """Same variables, same initial values (float32 even under x64) and same
+  function as the nn.Conv(features, (1, 1)) it replaces in the ResBlock."""
+  with jax.enable_x64(x64):
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 3, 6))
+    ours = layers.Conv1x1(4)
+    ref = nn.Conv(4, (1, 1), kernel_init=nn.initializers.xavier_uniform())
+    v, v_ref = ours.init(jax.random.PRNGKey(0), x), ref.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), v) == \
+        jax.tree.map(lambda a: (a.shape, a.dtype), v_ref)
+    np.testing.assert_array_equal(v['params']['kernel'], v_ref['params']['kernel'])
+    v = {'params': {'kernel': v['params']['kernel'],
+                    'bias': jax.random.normal(jax.random.PRNGKey(2), (4,))}}
+    np.testing.assert_allclose(np.asarray(ours.apply(v, x)), np.asarray(ref.apply(v, x)),
+                               rtol=0, atol=1e-5)
+
+
 def test_unknown_impl_raises():
   with pytest.raises(ValueError, match='unknown'):
     layers.DownConv(3, impl='nope').init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)))

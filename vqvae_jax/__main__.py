@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from vqvae_jax import cli_common
 from vqvae_jax.errors import cli
 
 
@@ -203,6 +204,7 @@ def main(argv=None):
   _add_codec_commands(sub)
   _add_evaluate_command(sub)
   args = parser.parse_args(argv)
+  cli_common.tune_malloc()
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.ERROR)
   if args.command == 'sample':

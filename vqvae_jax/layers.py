@@ -173,6 +173,20 @@ def up_sub2_conv(x, kernel, bias):
   return _up_sub2_assemble(z, h, w, co) + bias
 
 
+def up_phase_conv(x, kernel, bias):
+  """Four 2x2 VALID convolutions, one per output phase (r, s), each on the
+  HxW grid it needs (exactly the reference's multiply-adds), interleaved."""
+  _, h, w, _ = x.shape
+  kp = _up_phase_kernels(kernel)  # r s p q c o
+  xp = _pad_hw(x, 1, 1, 1, 1)
+  rows = []
+  for r in (0, 1):
+    cols = [_conv_valid(xp[:, r:r + h + 1, s:s + w + 1], kp[r, s]) for s in (0, 1)]
+    rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2(s), Co]
+  y = jnp.stack(rows, axis=2)  # [B, H, 2(r), W, 2(s), Co]
+  return y.reshape(x.shape[0], 2 * h, 2 * w, kernel.shape[-1]) + bias
+
+
 def up_col2im(x, kernel, bias):
   """Matmul first (every input pixel times the whole 4x4 kernel, [Ci, 16Co]),
   then overlap-add of the 16 products per output phase. Cheapest when Co is
@@ -291,6 +305,7 @@ UP_IMPLS = {
     'sub3_conv': up_sub3_conv,
     'sub2_conv': up_sub2_conv,
     'col2im': up_col2im,
+    'phase_conv': up_phase_conv,
     'sub2_dotgrad': up_sub2_dotgrad,
 }
 CONV3X3_IMPLS = {
@@ -305,7 +320,7 @@ CONV3X3_IMPLS = {
 # '*_narrow' entry. Benchmarks may change these before tracing.
 NARROW = 16
 AUTO_IMPL = {'down': 's2d_conv', 'down_narrow': 's2d_conv',
-             'up': 'sub2_conv', 'up_narrow': 'col2im', 'conv3x3': 'reference'}
+             'up': 'phase_conv', 'up_narrow': 'col2im', 'conv3x3': 'reference'}
 
 
 def _pick(impl, table, kind, narrow):
@@ -356,6 +371,18 @@ class Conv3x3(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     f = _pick(self.impl, CONV3X3_IMPLS, 'conv3x3', False)
     return f(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+
+
+class Conv1x1(nn.Module):
+  """1x1 convolution as one matmul (nn.Conv(features, (1, 1)): same variables)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
+                        (1, 1, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    return conv1x1(x, kernel.astype(x.dtype), bias.astype(x.dtype))
 
 
 # ----------------------------------------------------------------------------
