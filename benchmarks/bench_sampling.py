@@ -25,8 +25,14 @@ The reference needs a venv with torch (see ../shared/bench/README.md):
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
+# JAX picks the device (`backend` in the JSON). Host malloc tuned as in the
+# training scripts, before JAX's threads start (--stock-malloc: leave it).
+from vqvae_jax.cli_common import tune_malloc  # noqa: E402
+MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and tune_malloc()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
@@ -34,7 +40,6 @@ import json
 import platform
 import statistics
 import subprocess
-import sys
 import time
 
 import jax
@@ -42,8 +47,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _REPO)
 from vqvae_jax import prior as prior_lib  # noqa: E402
 from vqvae_jax import sampling  # noqa: E402
 
@@ -143,6 +146,7 @@ def main():
   ap.add_argument('--train-steps', type=int, default=3, help='timed steps per size per round')
   ap.add_argument('--sections', default='sample,train', help='subset of: sample, train')
   ap.add_argument('--threads', type=int, default=2, help='torch threads')
+  ap.add_argument('--stock-malloc', action='store_true', help='leave glibc malloc as it is')
   ap.add_argument('--skip-plain', action='store_true',
                   help='leave out the plain JAX sampler (slow to compile and run)')
   args = ap.parse_args()
@@ -199,7 +203,8 @@ def main():
         'compile_s': train.compile_s}
   out['runs'] = {k: v for k, v in runs.items() if v}
   out.update({'reference': torch_info, 'jax': jax.__version__,
-              'backend': jax.default_backend(), 'python': platform.python_version(),
+              'backend': jax.default_backend(), 'malloc_tuned': bool(MALLOC_TUNED),
+              'python': platform.python_version(),
               'cpus': os.cpu_count(), 'loadavg_start_end': [load0[0], os.getloadavg()[0]],
               'wall_s': time.perf_counter() - t_start})
   print(json.dumps(out, separators=(',', ':')))
