@@ -24,7 +24,7 @@ Prints ONE JSON line on stdout (progress on stderr):
 Usage:
   python benchmarks/bench_train.py                      # 3 rounds, ~3 min
   python benchmarks/bench_train.py --rounds 1 --no-torch
-  python benchmarks/bench_train.py --impl up=sub2_matmul,down=s2d_shift
+  python benchmarks/bench_train.py --impl up=sub2_conv,down=s2d_dotgrad
 
 The PyTorch side needs a venv with torch (see benchmarks/README.md):
   python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
@@ -245,7 +245,7 @@ def main():
   ap.add_argument('--shapes', default=','.join(SHAPES), help='comma-separated subset of ' +
                   ', '.join(SHAPES))
   ap.add_argument('--threads', type=int, default=2, help='PyTorch threads')
-  ap.add_argument('--impl', default='', help='override layers.AUTO_IMPL, e.g. up=sub2_matmul')
+  ap.add_argument('--impl', default='', help='override layers.AUTO_IMPL, e.g. up=sub2_conv')
   ap.add_argument('--stock-xla', action='store_true',
                   help="do not set this script's XLA flags (for comparison)")
   ap.add_argument('--stock-malloc', action='store_true',
