@@ -52,3 +52,17 @@ def test_tune_malloc_reuses_freed_memory_and_can_be_turned_off():
   tuned, faults = _probe(VQVAE_STOCK_MALLOC='1')
   assert not tuned
   assert min(faults[1:]) > pages // 2  # stock glibc: mmap + munmap every round
+
+
+@pytest.mark.parametrize('spec', ['fashion-mnist', 'prior'])
+def test_precision_flag_sets_the_config(spec):
+  import argparse  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import cli_common  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  cli_common.add_common_flags(parser)
+  assert cli_common.build_config(parser.parse_args([]), spec, {}).precision == 'float32'
+  args = parser.parse_args(['--precision', 'bfloat16'])
+  assert cli_common.build_config(args, spec, {}).precision == 'bfloat16'
+  with pytest.raises(SystemExit) as e:  # argparse: usage message, exit code 2
+    parser.parse_args(['--precision', 'float16'])
+  assert e.value.code == 2

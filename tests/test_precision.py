@@ -85,3 +85,25 @@ def test_unknown_precision_is_a_user_error():
   override(config, 'precision', 'float16')
   with pytest.raises(UserError, match='precision must be one of'):
     prior_training.make_prior(config, 16, 3)
+
+
+def test_bfloat16_trained_vqvae_restores_for_float32_inference(tmp_path, monkeypatch):
+  """Trained in bfloat16 (the config says so), restored from the folder alone:
+  parameters are float32 and inference (codes, evaluation, compression)
+  computes in float32."""
+  from fixtures import write_mnist_folder  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  write_mnist_folder(str(tmp_path / 'mnist'), n_train=40, n_test=10)
+  config = load_config('mnist:tiny')
+  for key, value in [('data_folder', str(tmp_path / 'mnist')), ('max_steps', 2),
+                     ('precision', 'bfloat16')]:
+    override(config, key, value)
+  training.train_vqvae(config, str(tmp_path / 'vq'))
+  model, variables, meta = training.restore_vqvae(str(tmp_path / 'vq'), which='latest')
+  assert meta['config']['precision'] == 'bfloat16'
+  assert model.dtype == jnp.float32
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
+  x = jnp.zeros((2, 28, 28, 1))
+  out = model.apply(variables, x)
+  assert out.z_e.dtype == jnp.float32
+  np.testing.assert_array_equal(model.apply(variables, x, method=model.encode), out.indices)

@@ -22,6 +22,9 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--device', default=None,
                       help='cpu, gpu/cuda or tpu: checked against what JAX finds '
                            '(default: whatever JAX picks)')
+  parser.add_argument('--precision', choices=('float32', 'bfloat16'), default=None,
+                      help='training compute precision; parameters stay float32 '
+                           '(default: the config, float32)')
   parser.add_argument('--no-progress', action='store_true', help='no progress bar')
   from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.add_flags(parser)
@@ -116,6 +119,8 @@ def build_config(args, default_spec: str, seed_flags: dict):
     config_utils.override(config, 'seed', args.seed)
   if args.device is not None:
     config_utils.override(config, 'device', args.device)
+  if args.precision is not None:
+    config_utils.override(config, 'precision', args.precision)
   if args.no_progress:
     config_utils.override(config, 'progress', False)
   return config

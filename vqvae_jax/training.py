@@ -317,7 +317,9 @@ def restore_vqvae(workdir: str, which: str = 'best'):
     raise UserError(f'{workdir} does not hold a VQ-VAE (kind {meta.get("kind")!r})')
   import ml_collections  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(meta['config'])
-  model = make_model(config)
+  # Inference (evaluation, code extraction, compression) computes in float32,
+  # whatever precision the model was trained in.
+  model = make_model(config).clone(dtype=jnp.float32)
   state = create_train_state(jax.random.key(0), model, tuple(meta['image_shape']), config.lr,
                              codebook=config.get('codebook', 'loss'))
   import flax.serialization  # pylint: disable=g-import-not-at-top
