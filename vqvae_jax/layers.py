@@ -331,6 +331,15 @@ def _pick(impl, table, kind, narrow):
   return table[impl]
 
 
+def _kernel_and_bias(module, size, x, features):
+  """The module's Xavier-uniform kernel [size, size, Ci, Co] and zero bias [Co]
+  (float32, as nn.Conv's), cast to the input's dtype."""
+  kernel = module.param('kernel', nn.initializers.xavier_uniform(),
+                        (size, size, x.shape[-1], features), jnp.float32)
+  bias = module.param('bias', nn.initializers.zeros, (features,), jnp.float32)
+  return kernel.astype(x.dtype), bias.astype(x.dtype)
+
+
 class DownConv(nn.Module):
   """4x4 stride-2 convolution, padding 1: [B, H, W, Ci] -> [B, H/2, W/2, features]."""
   features: int
@@ -338,11 +347,8 @@ class DownConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
-                        (4, 4, x.shape[-1], self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
     f = _pick(self.impl, DOWN_IMPLS, 'down', x.shape[-1] <= NARROW)
-    return f(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+    return f(x, *_kernel_and_bias(self, 4, x, self.features))
 
 
 class UpConv(nn.Module):
@@ -352,11 +358,8 @@ class UpConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
-                        (4, 4, x.shape[-1], self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
     f = _pick(self.impl, UP_IMPLS, 'up', self.features <= NARROW)
-    return f(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+    return f(x, *_kernel_and_bias(self, 4, x, self.features))
 
 
 class Conv3x3(nn.Module):
@@ -366,11 +369,8 @@ class Conv3x3(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
-                        (3, 3, x.shape[-1], self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
     f = _pick(self.impl, CONV3X3_IMPLS, 'conv3x3', False)
-    return f(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+    return f(x, *_kernel_and_bias(self, 3, x, self.features))
 
 
 class Conv1x1(nn.Module):
@@ -379,10 +379,7 @@ class Conv1x1(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param('kernel', nn.initializers.xavier_uniform(),
-                        (1, 1, x.shape[-1], self.features), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    return conv1x1(x, kernel.astype(x.dtype), bias.astype(x.dtype))
+    return conv1x1(x, *_kernel_and_bias(self, 1, x, self.features))
 
 
 # ----------------------------------------------------------------------------
