@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
@@ -103,3 +104,31 @@ class Checkpointer:
 
   def close(self):
     self._manager.close()
+
+
+_KIND_NAMES = {'vqvae': 'VQ-VAE', 'prior': 'prior'}
+
+
+def restore_run(workdir: str, kind: str, which: str, make_state):
+  """Restores the training state of a run folder alone.
+
+  `kind` is the run's 'vqvae' or 'prior'; `which` 'best' (by validation, the
+  latest if none) or 'latest'; `make_state(meta) -> (model, state, epoch_sums)`
+  builds the model and the templates (a flax struct and a pytree of arrays)
+  from the saved meta. Returns (model, restored state, meta).
+  """
+  name = _KIND_NAMES[kind]
+  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  try:
+    step = (ckpt.best_step() if which == 'best' else None) or ckpt.latest_step()
+    if step is None:
+      raise UserError(f'no checkpoint in {workdir}/checkpoints: train a {name} there first')
+    meta = ckpt.restore_meta(step)
+    if meta.get('kind') != kind:
+      raise UserError(f'{workdir} does not hold a {name} (kind {meta.get("kind")!r})')
+    model, state, epoch_sums = make_state(meta)
+    template = {'state': flax.serialization.to_state_dict(state), 'epoch_sums': epoch_sums}
+    saved, _ = ckpt.restore(step, template)
+  finally:
+    ckpt.close()
+  return model, flax.serialization.from_state_dict(state, saved['state']), meta

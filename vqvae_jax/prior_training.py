@@ -13,7 +13,6 @@ import io
 import math
 import os
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,8 +21,7 @@ import optax
 from flax.training import train_state
 from jax import lax
 
-from vqvae_jax import data, grids, sampling
-from vqvae_jax.checkpoints import Checkpointer
+from vqvae_jax import checkpoints, data, grids, sampling
 from vqvae_jax.config_utils import to_json
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import atomic_write, write_json
@@ -222,19 +220,11 @@ def train_prior(config, workdir: str) -> dict:
 
 def restore_prior(workdir: str, which: str = 'best'):
   """(GatedPixelCNN, params, meta) from a prior output folder alone."""
-  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  step = (ckpt.best_step() if which == 'best' else None) or ckpt.latest_step()
-  if step is None:
-    raise UserError(f'no checkpoint in {workdir}/checkpoints: train a prior there first')
-  meta = ckpt.restore_meta(step)
-  if meta.get('kind') != 'prior':
-    raise UserError(f'{workdir} does not hold a prior (kind {meta.get("kind")!r})')
-  config = ml_collections.ConfigDict(meta['config'])
-  model = make_prior(config, meta['k'], len(meta['class_names']))
-  state = create_prior_state(jax.random.key(0), model, meta['grid'], config.lr)
-  template = {'state': flax.serialization.to_state_dict(state),
-              'epoch_sums': {'loss': np.zeros((), np.float32)}}
-  saved, _ = ckpt.restore(step, template)
-  ckpt.close()
-  state = flax.serialization.from_state_dict(state, saved['state'])
+  def make_state(meta):
+    config = ml_collections.ConfigDict(meta['config'])
+    model = make_prior(config, meta['k'], len(meta['class_names']))
+    state = create_prior_state(jax.random.key(0), model, meta['grid'], config.lr)
+    return model, state, {'loss': np.zeros((), np.float32)}
+
+  model, state, meta = checkpoints.restore_run(workdir, 'prior', which, make_state)
   return model, state.params, meta

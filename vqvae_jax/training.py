@@ -23,8 +23,7 @@ import optax
 from flax.training import train_state
 from jax import lax
 
-from vqvae_jax import data, grids, quantizer
-from vqvae_jax.checkpoints import Checkpointer
+from vqvae_jax import checkpoints, data, grids, quantizer
 from vqvae_jax.config_utils import to_json
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import atomic_write
@@ -308,26 +307,18 @@ def restore_vqvae(workdir: str, which: str = 'best'):
   Returns (model, variables, meta): an eval-mode `VQVAE`, {'params',
   'batch_stats'}, and the checkpoint's meta (config, class names, ...).
   """
-  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  step = (ckpt.best_step() if which == 'best' else None) or ckpt.latest_step()
-  if step is None:
-    raise UserError(f'no checkpoint in {workdir}/checkpoints: train a VQ-VAE there first')
-  meta = ckpt.restore_meta(step)
-  if meta.get('kind') != 'vqvae':
-    raise UserError(f'{workdir} does not hold a VQ-VAE (kind {meta.get("kind")!r})')
   import ml_collections  # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict(meta['config'])
-  # Inference (evaluation, code extraction, compression) computes in float32,
-  # whatever precision the model was trained in.
-  model = make_model(config).clone(dtype=jnp.float32)
-  state = create_train_state(jax.random.key(0), model, tuple(meta['image_shape']), config.lr,
-                             codebook=config.get('codebook', 'loss'))
-  import flax.serialization  # pylint: disable=g-import-not-at-top
-  template = {'state': flax.serialization.to_state_dict(state),
-              'epoch_sums': _sums_template(config.k)}
-  saved, _ = ckpt.restore(step, template)
-  ckpt.close()
-  state = flax.serialization.from_state_dict(state, saved['state'])
+
+  def make_state(meta):
+    config = ml_collections.ConfigDict(meta['config'])
+    # Inference (evaluation, code extraction, compression) computes in float32,
+    # whatever precision the model was trained in.
+    model = make_model(config).clone(dtype=jnp.float32)
+    state = create_train_state(jax.random.key(0), model, tuple(meta['image_shape']),
+                               config.lr, codebook=config.get('codebook', 'loss'))
+    return model, state, _sums_template(config.k)
+
+  model, state, meta = checkpoints.restore_run(workdir, 'vqvae', which, make_state)
   return model, {'params': state.params, 'batch_stats': state.batch_stats}, meta
 
 
