@@ -2,6 +2,8 @@
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -117,3 +119,20 @@ def test_evaluate_errors(trained, tmp_path, capsys):
   with pytest.raises(SystemExit) as e:  # a prior folder given as the model
     cli.main(['evaluate', '--model', str(root / 'prior')])
   assert e.value.code == 2 and 'does not hold a VQ-VAE' in capsys.readouterr().err
+
+
+def test_small_images_have_no_ssim_but_the_other_metrics():
+  """Images under SSIM's 11-pixel window (8x8 here) are evaluated without SSIM."""
+  from vqvae_jax import data, models  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  ds = data.Dataset(rng.integers(0, 256, (5, 8, 8, 1), dtype=np.uint8),
+                    np.zeros((5,), np.int32), ('a',))
+  model = models.VQVAE(channels=1, hidden=8, k=4)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+  metrics, codes = evaluation.reconstruction_metrics(model, variables, ds, batch_size=2)
+  assert metrics['ssim'] is None and codes.shape == (5, 2, 2)
+  x = ds.images.astype(np.float64) / 127.5 - 1.0
+  y = np.asarray(model.apply(variables, jnp.asarray(x, jnp.float32)).x_tilde, np.float64)
+  np.testing.assert_allclose(metrics['mse'], np.mean((x - y) ** 2), rtol=1e-4)
+  table = evaluation.format_table({'n': 5, 'split': 'test', 'step': 0, 'k': 4, **metrics})
+  assert 'SSIM' in table and 'n/a' in table

@@ -102,3 +102,19 @@ def test_incomplete_multihost_flags_are_a_clear_error(tmp_path):
                      capture_output=True, text=True, timeout=120)
   assert r.returncode == 2
   assert 'missing: coordinator_address, process_id' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_non_integer_process_variables_are_a_clear_error(monkeypatch):
+  import argparse  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  distributed.add_flags(parser)
+  monkeypatch.setenv('VQVAE_COORDINATOR_ADDRESS', '127.0.0.1:1234')
+  monkeypatch.setenv('VQVAE_NUM_PROCESSES', 'abc')
+  monkeypatch.setenv('VQVAE_PROCESS_ID', '0')
+  with pytest.raises(UserError, match="VQVAE_NUM_PROCESSES must be an integer, got 'abc'"):
+    distributed.settings(parser.parse_args([]))
+  monkeypatch.setenv('VQVAE_NUM_PROCESSES', '2')
+  assert distributed.settings(parser.parse_args([])) == {
+      'coordinator_address': '127.0.0.1:1234', 'num_processes': 2, 'process_id': 0}

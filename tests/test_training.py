@@ -218,3 +218,9 @@ def test_unknown_override_and_incompatible_resume(tmp_path, capsys, monkeypatch)
   train_vqvae.main(base)
   code, err = _main_exit(capsys, base + ['--k', '32'])
   assert code == 2 and 'k: saved 16, now 32' in err
+  # the refused run left the saved run's config.json alone
+  assert json.load(open(tmp_path / 'o' / 'config.json'))['k'] == 16
+  (tmp_path / 'afile').write_text('x')
+  for out in (tmp_path / 'afile', tmp_path / 'afile' / 'sub'):
+    code, err = _main_exit(capsys, base[:4] + ['--output-folder', str(out)] + base[6:])
+    assert code == 2 and 'is a file' in err and 'Traceback' not in err

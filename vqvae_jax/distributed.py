@@ -45,8 +45,15 @@ def settings(args) -> dict | None:
     value = getattr(args, key, None)
     if value is None and os.environ.get(env):
       value = os.environ[env]
-    if value is not None:
-      kw[key] = int(value) if key != 'coordinator_address' else str(value)
+    if value is None:
+      continue
+    if key == 'coordinator_address':
+      kw[key] = str(value)
+      continue
+    try:
+      kw[key] = int(value)
+    except ValueError:
+      raise UserError(f'{env} must be an integer, got {value!r}') from None
   if not kw:
     return {} if getattr(args, 'distributed', 'off') == 'auto' else None
   missing = [k for k in _ENV if k not in kw]

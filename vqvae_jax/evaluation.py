@@ -101,7 +101,9 @@ def _batch_metrics(model, variables, images):
   x01, y01 = (x + 1.0) / 2.0, (out.x_tilde + 1.0) / 2.0
   per = {'mse': jnp.mean(jnp.square(out.x_tilde - x), axis=(1, 2, 3)),
          'mse01': jnp.mean(jnp.square(y01 - x01), axis=(1, 2, 3)),
-         'psnr': psnr(x01, y01), 'ssim': ssim(x01, y01)}
+         'psnr': psnr(x01, y01)}
+  if min(x.shape[1:3]) >= gaussian_window().shape[0]:  # SSIM's 11x11 window must fit
+    per['ssim'] = ssim(x01, y01)
   return per, out.indices
 
 
@@ -123,7 +125,8 @@ def reconstruction_metrics(model, variables, ds, batch_size: int = 256):
     counts += np.bincount(idx.reshape(-1), minlength=model.k)
     codes.append(idx)
   n = len(ds)
-  metrics = {k: v / n for k, v in sums.items()}
+  metrics = {'ssim': None}  # stays None for images under 11 pixels a side
+  metrics.update({k: v / n for k, v in sums.items()})
   metrics.update(quantizer.usage_stats(counts))
   metrics['codes_used'] = int(np.sum(counts > 0))
   return metrics, np.concatenate(codes).astype(np.int32)
@@ -163,8 +166,9 @@ def evaluate(model_dir: str, *, split: str = 'test', prior_dir: str | None = Non
   """Evaluates the VQ-VAE in `model_dir` (and optionally its prior) on `split`.
 
   Returns a JSON-able dict: split, n, model, step, config (the codebook
-  settings), mse, mse01, psnr, ssim, perplexity, usage, codes_used, k, and
-  prior (None, or dir, step, bits_per_code, bits_per_dim).
+  settings), mse, mse01, psnr, ssim (None for images under 11 pixels a side),
+  perplexity, usage, codes_used, k, and prior (None, or dir, step,
+  bits_per_code, bits_per_dim).
   """
   if batch_size < 1:
     raise UserError(f'batch size must be positive, got {batch_size}')
@@ -200,7 +204,8 @@ def format_table(result: dict) -> str:
           ('MSE, images in [-1, 1]', f'{result["mse"]:.5f}'),
           ('MSE, images in [0, 1]', f'{result["mse01"]:.5f}'),
           ('PSNR (dB)', f'{result["psnr"]:.2f}'),
-          ('SSIM', f'{result["ssim"]:.4f}'),
+          ('SSIM', 'n/a (images under 11 pixels a side)' if result['ssim'] is None
+           else f'{result["ssim"]:.4f}'),
           ('codebook perplexity', f'{result["perplexity"]:.1f}'),
           ('codes used', f'{result["codes_used"]} / {result["k"]} ({100 * result["usage"]:.1f}%)')]
   if result.get('prior'):

@@ -5,6 +5,8 @@ import json
 import os
 import tempfile
 
+from vqvae_jax.errors import UserError
+
 
 def atomic_write(path: str, data: bytes | str) -> None:
   """Writes `data` to a temporary file beside `path`, fsyncs, then renames."""
@@ -22,6 +24,17 @@ def atomic_write(path: str, data: bytes | str) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def make_output_folder(path: str) -> None:
+  """Creates an output folder (and its parents); a clear error if it cannot."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except (FileExistsError, NotADirectoryError):
+    raise UserError(f'cannot use {path} as an output folder: it, or a folder above it, '
+                    'is a file') from None
+  except PermissionError:
+    raise UserError(f'cannot create the output folder {path}: permission denied') from None
 
 
 def write_json(path: str, obj) -> None:

@@ -13,6 +13,7 @@ run killed at any point ends with the parameters of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 import time
@@ -26,7 +27,9 @@ from tqdm import tqdm
 
 from vqvae_jax import data
 from vqvae_jax.checkpoints import Checkpointer
+from vqvae_jax.config_utils import to_json
 from vqvae_jax.errors import UserError
+from vqvae_jax.fileio import atomic_write
 from vqvae_jax.metrics_log import MetricsWriter
 
 AXIS = 'batch'
@@ -153,15 +156,19 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
     epoch_sums = saved['epoch_sums']
     if pi == 0:
       print(f'resuming from step {latest} in {ckpt.directory}', file=sys.stderr)
+  if pi == 0:  # only now: a refused resume leaves the saved run's config.json alone
+    atomic_write(os.path.join(workdir, 'config.json'), to_json(config) + '\n')
   step = int(state.step)
   writer = MetricsWriter(workdir, resume_step=step)
 
   def save(rstate, sums, valid=None):
     host = _unreplicate(rstate)
     if not _all_finite(host.params):
+      kept = ckpt.latest_step()
       raise TrainingDiverged(
-          f'parameters became non-finite by step {step}; the last good checkpoint '
-          f'(step {ckpt.latest_step()}) in {ckpt.directory} is kept: try a lower --lr')
+          f'parameters became non-finite by step {step}; ' +
+          (f'the last good checkpoint (step {kept}) in {ckpt.directory} is kept'
+           if kept is not None else 'no checkpoint had been saved yet') + ': try a lower --lr')
     tree = {'state': flax.serialization.to_state_dict(host), 'epoch_sums': sums}
     metrics = {'valid_loss': float(valid['loss'])} if valid else None
     ckpt.save(step, tree, dict(meta, step=step, epoch=step // spe, valid=valid), metrics)

@@ -22,9 +22,8 @@ from flax.training import train_state
 from jax import lax
 
 from vqvae_jax import checkpoints, data, grids, sampling
-from vqvae_jax.config_utils import to_json
 from vqvae_jax.errors import UserError
-from vqvae_jax.fileio import atomic_write, write_json
+from vqvae_jax.fileio import atomic_write, make_output_folder, write_json
 from vqvae_jax.loop import AXIS, Task, fit, replicate
 from vqvae_jax.models import VQVAE
 from vqvae_jax.prior import GatedPixelCNN, bits_per_dim, cross_entropy, nll_bits
@@ -181,9 +180,7 @@ def train_prior(config, workdir: str) -> dict:
   vq_config = _vq_config(vq_meta, config.data_folder)
   class_names = vq_meta['class_names']
   image_shape = tuple(vq_meta['image_shape'])
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    atomic_write(os.path.join(workdir, 'config.json'), to_json(config) + '\n')
+  make_output_folder(workdir)  # config.json: written by fit() once a resume is checked
   codes = load_codes(vq_config, workdir, vq_model, vq_vars, class_names)
   grid = codes['train'].image_shape
   model = make_prior(config, vq_config.k, len(class_names), training=True)

@@ -24,9 +24,8 @@ from flax.training import train_state
 from jax import lax
 
 from vqvae_jax import checkpoints, data, grids, quantizer
-from vqvae_jax.config_utils import to_json
 from vqvae_jax.errors import UserError
-from vqvae_jax.fileio import atomic_write
+from vqvae_jax.fileio import make_output_folder
 from vqvae_jax.loop import AXIS, Task, fit
 from vqvae_jax.models import VQVAE
 
@@ -269,9 +268,7 @@ def train_vqvae(config, workdir: str) -> dict:
   """Trains (or resumes) a VQ-VAE in `workdir`; returns the final summary."""
   check_config(config)
   train_ds, valid_ds, test_ds = (load_split(config, s) for s in ('train', 'valid', 'test'))
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    atomic_write(os.path.join(workdir, 'config.json'), to_json(config) + '\n')
+  make_output_folder(workdir)  # config.json: written by fit() once a resume is checked
   model = make_model(config, axis_name=AXIS)
   state = create_train_state(jax.random.key(config.seed), model, train_ds.image_shape, config.lr,
                              codebook=config.codebook)
