@@ -14,6 +14,7 @@ from configs import common
 def get_config(arg=None):
   c = common.vqvae_config(dataset='miniimagenet', image_size=84, channels=3)
   c.augment = True  # random resized crop + flip on training batches only
+  c.skip_corrupt = False  # True: skip unreadable images (counted in a warning)
   if arg == '128':
     c.image_size = 128
   elif arg == 'tiny':

@@ -165,6 +165,11 @@ def test_random_resized_crop_deterministic_and_varied():
                                 data.augment(x, seed=1, epoch=2, step=3))
   assert not np.array_equal(data.augment(x, seed=1, epoch=2, step=3),
                             data.augment(x, seed=1, epoch=2, step=4))
+  # an image's augmentation depends on its place in the global batch, not on
+  # how many processes share the batch
+  halves = [data.augment(x[:2], seed=1, epoch=2, step=3),
+            data.augment(x[2:], seed=1, epoch=2, step=3, first_index=2)]
+  np.testing.assert_array_equal(np.concatenate(halves), data.augment(x, seed=1, epoch=2, step=3))
 
 
 # Class folders ----------------------------------------------------------------

@@ -188,7 +188,7 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
                                      epoch=epoch, start=start, process_index=pi,
                                      process_count=pc)
         if config.get('augment', False):  # random-resized crops, training only
-          batches = _augmented(batches, config.seed, epoch, step, pi)
+          batches = _augmented(batches, config.seed, epoch, step, pi * (config.batch_size // pc))
         for images, labels in data.prefetch_to_device(batches):
           rstate, rsums = p_step(rstate, rsums, images, labels)
           step += 1
@@ -229,11 +229,12 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
           'stopped_early': step < total, 'state': rstate}
 
 
-def _augmented(batches, seed, epoch, first_step, process_index):
-  """Augments each host batch with a generator keyed by its global step."""
+def _augmented(batches, seed, epoch, first_step, first_index):
+  """Augments each host batch, every image keyed by its global step and its
+  position in the global batch (this host's slice starts at `first_index`)."""
   for i, (images, labels) in enumerate(batches):
     yield data.augment(images, seed=seed, epoch=epoch, step=first_step + i,
-                       process_index=process_index), labels
+                       first_index=first_index), labels
 
 
 def _log_interval(task, writer, bar, last, rsums, step, batch_size):

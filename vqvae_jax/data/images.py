@@ -168,11 +168,17 @@ def random_resized_crop(images: np.ndarray, rng: np.random.Generator, *,
 
 
 def augment(images: np.ndarray, *, seed: int, epoch: int, step: int,
-            process_index: int = 0) -> np.ndarray:
-  """`random_resized_crop` with a generator drawn from (seed, epoch, step, process).
+            first_index: int = 0) -> np.ndarray:
+  """`random_resized_crop`, image i with a generator drawn from (seed, epoch,
+  step, first_index + i), its position in the global batch.
 
-  The result depends only on those numbers, so a resumed run augments its
-  batches exactly as the uninterrupted run would have. Training only.
+  The result depends only on those numbers: a resumed run augments its
+  batches exactly as the uninterrupted run would have, and an image is
+  augmented the same however many processes share the batch (process p passes
+  first_index = p * its batch size). Training only.
   """
-  return random_resized_crop(
-      images, np.random.default_rng([seed, epoch, step, process_index]))
+  out = np.empty_like(images)
+  for i in range(len(images)):
+    out[i:i + 1] = random_resized_crop(
+        images[i:i + 1], np.random.default_rng([seed, epoch, step, first_index + i]))
+  return out
