@@ -234,6 +234,9 @@ def test_rgb_round_trip_and_channel_errors(tmp_path):
   (tmp_path / 'junk.png').write_bytes(b'not an image')
   with pytest.raises(UserError, match='cannot read'):
     compression.load_image(str(tmp_path / 'junk.png'), 1)
+  Image.fromarray(np.full((4, 5), 40000, np.uint16)).save(tmp_path / 'deep.png')
+  with pytest.raises(UserError, match='more than 8 bits'):  # never silently clipped
+    compression.load_image(str(tmp_path / 'deep.png'), 1)
 
 
 # --- golden files -------------------------------------------------------------
@@ -394,6 +397,7 @@ def test_cli_errors_exit_2(tiny_cli, tmp_path, capsys):
   bad = tmp_path / 'bad.vqz'
   bad.write_bytes(b'VQVZ\x01garbage')
   for argv in (('decompress', str(bad), '-o', str(tmp_path / 'x')),
+               ('decompress', str(bad), str(bad), '-o', str(bad)),  # -o: a file, not a folder
                ('info', str(tmp_path / 'missing.vqz')),
                ('decode-codes', str(bad), '--model', 'm')):
     with pytest.raises(SystemExit) as e:

@@ -116,3 +116,20 @@ def test_evaluate_keeps_codes_above_255_and_matches_a_direct_computation():
   bits = -np.take_along_axis(logp, codes[..., None], -1).sum() / np.log(2) / len(codes)
   assert got['bits_per_code'] == pytest.approx(bits / 12, rel=1e-5)
   assert got['bits_per_dim'] == pytest.approx(bits / (12 * 16), rel=1e-5)
+
+
+def test_split_labels_follow_the_training_class_names():
+  """Codes of every split are labelled by the VQ-VAE's (training) class names:
+  same names pass through, reordered ones are remapped, unseen ones refused."""
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  images = np.zeros((4, 4, 4, 1), np.uint8)
+  labels = np.asarray([0, 1, 1, 0], np.int32)
+  same = data.Dataset(images, labels, ('cat', 'dog'), 'toy', 'test')
+  np.testing.assert_array_equal(prior_training.labels_in(same, ['cat', 'dog']), labels)
+  swapped = data.Dataset(images, labels, ('dog', 'cat'), 'toy', 'test')
+  np.testing.assert_array_equal(prior_training.labels_in(swapped, ['cat', 'dog']), 1 - labels)
+  subset = data.Dataset(images, np.zeros((4,), np.int32), ('dog',), 'toy', 'valid')
+  np.testing.assert_array_equal(prior_training.labels_in(subset, ['cat', 'dog']), [1] * 4)
+  unseen = data.Dataset(images, labels, ('cat', 'emu'), 'toy', 'valid')
+  with pytest.raises(UserError, match='valid split of toy holds classes .*emu'):
+    prior_training.labels_in(unseen, ['cat', 'dog'])

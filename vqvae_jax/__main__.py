@@ -45,6 +45,9 @@ def _output_paths(inputs, output, suffix):
   stems = [os.path.splitext(os.path.basename(p))[0] for p in inputs]
   if len(set(stems)) != len(stems):
     raise UserError('two inputs have the same file name; compress them into separate folders')
+  if os.path.isfile(output):
+    raise UserError(f'-o {output} is an existing file; with several inputs (or an output '
+                    f'name not ending in {suffix}) -o names a folder')
   return [os.path.join(output, s + suffix) for s in stems]
 
 

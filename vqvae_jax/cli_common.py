@@ -13,7 +13,8 @@ _GPU_NAMES = ('gpu', 'cuda')
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--config', default=None,
                       help='config file or name, e.g. configs/fashion_mnist.py:tiny or mnist '
-                           '(default: the config of --dataset)')
+                           '(default: train_vqvae.py the config of --dataset, train_prior.py '
+                           'configs/prior.py)')
   parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                       help='override any config field (repeatable)')
   parser.add_argument('--max-steps', type=int, default=None,

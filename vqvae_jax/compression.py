@@ -115,6 +115,9 @@ def load_image(path: str, channels: int) -> np.ndarray:
     with Image.open(path) as im:
       im.load()
       mode, bands = im.mode, im.getbands()
+      if mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'):
+        raise UserError(f'{path} has {mode} pixels (more than 8 bits); the codec takes 8-bit '
+                        'grayscale or RGB images: convert it first')
       rgba = np.asarray(im.convert('RGBA'))
   except (OSError, UnidentifiedImageError, ValueError) as e:
     raise UserError(f'cannot read image {path}: {e}') from e
