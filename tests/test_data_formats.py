@@ -253,3 +253,7 @@ def test_tfds_mock_path(tmp_path):
   assert train.image_shape == (28, 28, 1)
   np.testing.assert_array_equal(train.images, expect)
   np.testing.assert_array_equal(train.labels, labels)
+  # decoded once: the second load is the memory-mapped cache
+  assert isinstance(train.images, np.memmap) or isinstance(train.images.base, np.memmap)
+  cached = [d for d in os.listdir(data.cache.root()) if d.startswith('fashion-mnist-train-tfds-')]
+  assert len(cached) == 1

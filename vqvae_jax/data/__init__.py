@@ -117,8 +117,13 @@ def _fixed_source(name: str, split: str, data_folder: str | None,
     paths = sorted(files.values()) if isinstance(files, dict) else files
     key = cache.fingerprint(paths, size=image_size)
     arrays, _ = cache.cached(f'{name}-{part}', key, build)
-  else:  # read directly (seconds): tfds gives no file list to fingerprint
-    arrays, _ = build()
+  else:  # tfds gives no file list: key on its size and first and last examples
+    probe = tfds_source.probe(name, part, _tfds_dir(data_folder, name))
+    if probe is None:
+      arrays, _ = build()  # raises the not-found error
+    else:
+      arrays, _ = cache.cached(f'{name}-{part}-tfds', cache.fingerprint([], tfds=probe,
+                                                                         size=image_size), build)
   images, labels = arrays['images'], arrays['labels']
   if split != 'test':
     images, labels = holdout(images, labels, split)

@@ -5,6 +5,7 @@ TensorFlow is importable.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 
@@ -50,3 +51,19 @@ def read_split(name: str, split: str, data_dir: str | None = None):
     example = first if i == 0 else source[i]
     images[i], labels[i] = example['image'], example['label']
   return images, labels
+
+
+def probe(name: str, split: str, data_dir: str | None = None) -> str | None:
+  """A cache key for a prepared tfds split without reading it all: its size
+  and a hash of its first and last examples. None when read_split would be."""
+  if importlib.util.find_spec('tensorflow_datasets') is None:
+    return None
+  source = _source(TFDS_NAMES[name], split, data_dir)
+  if source is None or len(source) == 0:
+    return None
+  h = hashlib.sha256(f'{TFDS_NAMES[name]}/{split}/{len(source)}'.encode())
+  for i in (0, len(source) - 1):
+    example = source[i]
+    h.update(np.ascontiguousarray(example['image']).tobytes())
+    h.update(str(int(example['label'])).encode())
+  return h.hexdigest()[:16]
