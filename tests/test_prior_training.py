@@ -60,6 +60,12 @@ def test_test_nll_is_reported_and_matches_the_restored_prior(runs):
     codes, labels = f['codes'], f['labels']
   nats = float(cross_entropy(prior.apply({'params': params}, codes, labels), codes))
   assert nats / math.log(2) == pytest.approx(test['bits_per_code'], rel=1e-5)
+  # the latest checkpoint holds exactly the parameters training ended with
+  _, latest, latest_meta = prior_training.restore_prior(str(root / 'prior'), which='latest')
+  assert latest_meta['step'] == result['step']
+  final = jax.tree.map(lambda x: np.asarray(x[0]), result['state'].params)
+  for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(latest)):
+    np.testing.assert_array_equal(a, np.asarray(b))
   rows = [json.loads(l) for l in open(root / 'prior' / 'metrics.jsonl')]
   assert [r['epoch'] for r in rows if r['split'] == 'valid'] == [1, 2]
   assert sorted(os.listdir(root / 'prior' / 'samples')) == ['epoch_001.png', 'epoch_002.png']

@@ -224,3 +224,14 @@ def test_unknown_override_and_incompatible_resume(tmp_path, capsys, monkeypatch)
   for out in (tmp_path / 'afile', tmp_path / 'afile' / 'sub'):
     code, err = _main_exit(capsys, base[:4] + ['--output-folder', str(out)] + base[6:])
     assert code == 2 and 'is a file' in err and 'Traceback' not in err
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  write_mnist_folder(str(tmp_path / 'd'), n_train=60, n_test=10)
+  code, err = _main_exit(capsys, ['--dataset', 'mnist', '--data-folder', str(tmp_path / 'd'),
+                                  '--output-folder', str(tmp_path / 'o'), '--config',
+                                  'mnist:tiny', '--lr', '1e38', '--max-steps', '6',
+                                  '--set', 'log_every=1', '--no-progress'])
+  assert code == 2 and 'non-finite' in err and 'try a lower --lr' in err
+  assert 'Traceback' not in err and 'step None' not in err
