@@ -235,3 +235,32 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path, capsys, monkeypatch)
                                   '--set', 'log_every=1', '--no-progress'])
   assert code == 2 and 'non-finite' in err and 'try a lower --lr' in err
   assert 'Traceback' not in err and 'step None' not in err
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path):
+  data_dir = tmp_path / 'mnist'
+  write_mnist_folder(str(data_dir), n_train=140, n_test=20)
+  env = _env(tmp_path)
+  args = ['--config', 'configs/mnist.py:tiny', '--dataset', 'mnist', '--data-folder',
+          str(data_dir), '--set', 'image_size=28', '--batch-size', '8', '--num-epochs', '50',
+          '--set', 'ckpt_every=100000', '--set', 'log_every=1', '--no-progress',
+          '--output-folder', str(tmp_path / 'o')]
+  proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'train_vqvae.py')] + args,
+                          env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  metrics = tmp_path / 'o' / 'metrics.jsonl'
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and any('"train"' in l for l in open(metrics)):
+      break
+    time.sleep(0.1)
+  assert proc.poll() is None, 'the run ended before it could be stopped'
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=240)
+  assert proc.returncode == 0, err[-3000:]
+  assert 'saving a checkpoint and stopping' in err and 'Traceback' not in err
+  steps = [int(d) for d in os.listdir(tmp_path / 'o' / 'checkpoints') if d.isdigit()]
+  assert len(steps) == 1 and 0 < steps[0] < 50 * (126 // 8)  # saved where it stopped
+  again = _run(args + ['--max-steps', str(steps[0] + 1)], env, timeout=300, cwd=REPO)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f'resuming from step {steps[0]}' in again.stderr
