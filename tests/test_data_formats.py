@@ -257,3 +257,24 @@ def test_tfds_mock_path(tmp_path):
   assert isinstance(train.images, np.memmap) or isinstance(train.images.base, np.memmap)
   cached = [d for d in os.listdir(data.cache.root()) if d.startswith('fashion-mnist-train-tfds-')]
   assert len(cached) == 1
+
+
+def test_progress_and_warnings_only_from_the_main_process(tmp_path, monkeypatch, caplog, capsys):
+  """Multi-host: process 0 alone shows data progress bars and warnings."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
+  assert distributed.is_main_process()  # no multi-host run initialised here
+  paths = []
+  for i in range(2000):  # the progress bar shows from 2000 files
+    paths.append(str(tmp_path / f'{i}.png'))
+    Image.fromarray(np.full((4, 4), i % 256, np.uint8)).save(paths[-1])
+  (tmp_path / 'bad.png').write_bytes(b'junk')
+  paths.append(str(tmp_path / 'bad.png'))
+  for main in (True, False):
+    monkeypatch.setattr(images_lib, 'is_main_process', lambda m=main: m)
+    caplog.clear()
+    out, kept = images_lib.decode_many(paths, 4, 1, skip_corrupt=True)
+    assert out.shape == (2000, 4, 4, 1) and len(kept) == 2000
+    err = capsys.readouterr().err
+    assert ('decoding' in err) == main
+    assert any('skipped 1 unreadable' in r.getMessage() for r in caplog.records) == main

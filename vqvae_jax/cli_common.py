@@ -32,8 +32,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def is_main_process() -> bool:
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.process_index() == 0
+  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
+  return distributed.is_main_process()
 
 
 def set_xla_flags() -> None:

@@ -76,3 +76,13 @@ def initialize(args) -> None:
   except (RuntimeError, ValueError) as e:
     raise UserError(f'jax.distributed.initialize failed ({kw or "auto-detection"}): '
                     f'{str(e).splitlines()[0][:300]}') from None
+
+
+def is_main_process() -> bool:
+  """True for process 0 of a multi-host run, and for a single process: only it
+  shows progress bars and warnings. Never starts JAX's backend by itself, so it
+  is safe before `initialize`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if not jax.distributed.is_initialized():
+    return True
+  return jax.process_index() == 0

@@ -19,6 +19,7 @@ import tqdm
 from PIL import Image
 
 from vqvae_jax.data import cache
+from vqvae_jax.distributed import is_main_process
 from vqvae_jax.errors import UserError
 
 ENV_ID = 'ALE/Boxing-v5'
@@ -100,7 +101,7 @@ def generate(folder: str, *, num_frames: int = DEFAULT_FRAMES, seed: int = 0,
                          (num_frames,))
   env = _make_env()
   with tqdm.tqdm(total=num_frames, initial=state['next_frame'], unit='frame',
-                 desc='atari-boxing', disable=not progress,
+                 desc='atari-boxing', disable=not progress or not is_main_process(),
                  mininterval=2.0) as bar:
     while state['next_frame'] < num_frames:
       nxt = _play_episode(env, seed, state['next_episode'], frames, episodes,

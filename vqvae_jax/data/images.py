@@ -7,6 +7,7 @@ import numpy as np
 import tqdm
 from PIL import Image
 
+from vqvae_jax.distributed import is_main_process
 from vqvae_jax.errors import UserError
 
 _RESAMPLE = Image.Resampling.BICUBIC
@@ -73,7 +74,8 @@ def decode_many(paths: list[str], size: int | None, channels: int | None, *,
          if size and channels else None)
   decoded, kept, bad = [], [], []
   for i, path in enumerate(tqdm.tqdm(paths, desc=desc, unit='img', mininterval=2.0,
-                                     disable=len(paths) < 2000, leave=False)):
+                                     disable=len(paths) < 2000 or not is_main_process(),
+                                     leave=False)):
     try:
       image = decode(path, channels)
     except UserError:
@@ -87,7 +89,7 @@ def decode_many(paths: list[str], size: int | None, channels: int | None, *,
     else:
       decoded.append(image)
     kept.append(i)
-  if bad:
+  if bad and is_main_process():
     logging.warning('skipped %d unreadable image(s), e.g. %s', len(bad), bad[0])
   if not kept:
     raise UserError(f'no readable images among {len(paths)} files')

@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import tqdm
 
+from vqvae_jax.distributed import is_main_process
 from vqvae_jax.errors import UserError
 
 TFDS_NAMES = {'mnist': 'mnist', 'fashion-mnist': 'fashion_mnist', 'cifar10': 'cifar10'}
@@ -47,7 +48,8 @@ def read_split(name: str, split: str, data_dir: str | None = None):
   first = source[0]
   images = np.empty((n,) + first['image'].shape, np.uint8)
   labels = np.empty((n,), np.int32)
-  for i in tqdm.trange(n, desc=f'tfds {name} {split}', disable=n < 2000, leave=False):
+  for i in tqdm.trange(n, desc=f'tfds {name} {split}', disable=n < 2000 or not is_main_process(),
+                         leave=False):
     example = first if i == 0 else source[i]
     images[i], labels[i] = example['image'], example['label']
   return images, labels
