@@ -10,7 +10,7 @@ Rerunning the same command resumes from the latest checkpoint.
 import argparse
 import sys
 
-from vqvae_jax import cli_common
+from vqvae_jax import cli_common, distributed
 from vqvae_jax.errors import UserError, cli
 
 
@@ -48,7 +48,7 @@ def main(argv=None):
       raise UserError(f'--{flag} {given} does not match the VQ-VAE in {config.model} ({saved})')
   result = prior_training.train_prior(config, args.output_folder)
   test = result['test']
-  if cli_common.is_main_process():
+  if distributed.is_main_process():
     print(f'done: step {result["step"]}; test NLL {test["bits_per_code"]:.3f} bits/code, '
         f'{test["bits_per_dim"]:.4f} bits/dim; outputs in {args.output_folder}')
 

@@ -8,7 +8,7 @@ Rerunning the same command resumes from the latest checkpoint in --output-folder
 import argparse
 import sys
 
-from vqvae_jax import cli_common
+from vqvae_jax import cli_common, distributed
 from vqvae_jax.errors import cli
 
 
@@ -52,7 +52,7 @@ def run(argv=None) -> dict:
 def main(argv=None):
   result = run(argv)
   valid = result['valid']
-  if cli_common.is_main_process():
+  if distributed.is_main_process():
     print(f'done: step {result["step"]}' +
         (f', valid loss {valid["loss"]:.4f}, PSNR {valid["psnr"]:.2f} dB' if valid else '') +
           f'; outputs in {result["output_folder"]}')

@@ -31,11 +31,6 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
   distributed.add_flags(parser)
 
 
-def is_main_process() -> bool:
-  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
-  return distributed.is_main_process()
-
-
 def set_xla_flags() -> None:
   """XLA CPU flags that the benchmarks found faster; set before jax is imported."""
   flags = os.environ.get('XLA_FLAGS', '')

@@ -183,8 +183,7 @@ def evaluate(model_dir: str, *, split: str = 'test', prior_dir: str | None = Non
   result.update(metrics)
   result['prior'] = None
   if prior_dir:
-    from vqvae_jax import prior_training  # pylint: disable=g-import-not-at-top
-    labels = prior_training.labels_in(ds, meta['class_names'])
+    labels = data.relabel(ds, meta['class_names'])
     result['prior'] = prior_nll(prior_dir, codes, labels, variables,
                                 tuple(meta['image_shape']), batch_size)
   return result

@@ -28,7 +28,7 @@ def _bn(train, axis_name, dtype):
   # nn.BatchNorm with its reductions as matmuls (faster on XLA:CPU); same
   # variables, same function.
   return layers.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      axis_name=axis_name if train else None, dtype=dtype)
+                          axis_name=axis_name if train else None, dtype=dtype)
 
 
 class ResBlock(nn.Module):
@@ -44,7 +44,7 @@ class ResBlock(nn.Module):
     h = _bn(train, self.axis_name, self.dtype)(h)
     h = nn.relu(h)
     # A matmul; named as the nn.Conv it replaces, so checkpoints keep their layout.
-    h = layers.Conv1x1(dim, name='Conv_1')(h.astype(self.dtype))
+    h = layers.Conv1x1(dim, name='Conv_1')(h)
     h = _bn(train, self.axis_name, self.dtype)(h)
     return x + h
 

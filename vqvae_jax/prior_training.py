@@ -77,31 +77,13 @@ def load_codes(vq_config, workdir, model, variables, class_names) -> dict:
           out[split] = CodeSet(f['codes'], f['labels'], tuple(class_names))
           continue
     ds = load_split(vq_config, split)
-    labels = labels_in(ds, class_names)
+    labels = data.relabel(ds, class_names)
     codes = extract_codes(model, variables, ds)
     buf = io.BytesIO()
     np.savez(buf, codes=codes, labels=labels, fingerprint=np.asarray(fp))
     atomic_write(path, buf.getvalue())
     out[split] = CodeSet(codes, labels, tuple(class_names))
   return out
-
-
-def labels_in(ds, class_names) -> np.ndarray:
-  """The labels of `ds` [N] as ids into the VQ-VAE's (training) `class_names`;
-  UserError if the split holds a class the model was not trained on."""
-  names = tuple(ds.class_names)
-  if names == tuple(class_names):
-    return np.asarray(ds.labels, np.int32)
-  index = {name: i for i, name in enumerate(class_names)}
-  unknown = sorted(set(names[int(y)] for y in np.unique(ds.labels)) - set(index))
-  if unknown:
-    raise UserError(
-        f'the {ds.split} split of {ds.name} holds classes the VQ-VAE was not trained on '
-        f'({", ".join(unknown[:5])}{", ..." if len(unknown) > 5 else ""}): a class-'
-        'conditional prior cannot be fitted or evaluated on them. Use a data set whose '
-        'splits share their classes (e.g. --dataset folder with train/valid/test sub-folders)')
-  remap = np.asarray([index.get(n, -1) for n in names], np.int32)
-  return remap[np.asarray(ds.labels)]
 
 
 def make_prior(config, k: int, num_classes: int, training: bool = False) -> GatedPixelCNN:

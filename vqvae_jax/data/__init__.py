@@ -17,7 +17,7 @@ from vqvae_jax.data import atari, cache, cifar, folder, idx, miniimagenet, tfds_
 from vqvae_jax.data.batching import (epoch_permutation, eval_batches,
                                      num_eval_batches, prefetch_to_device,
                                      shard, steps_per_epoch, train_batches)
-from vqvae_jax.data.dataset import SPLITS, Dataset, check_split, holdout
+from vqvae_jax.data.dataset import SPLITS, Dataset, check_split, holdout, relabel
 from vqvae_jax.data.images import augment, random_resized_crop, resize_all, to_channels
 from vqvae_jax.errors import UserError
 
@@ -28,7 +28,7 @@ SYSTEM_DIR = '/usr/share/datasets'
 __all__ = [
     'NAMES', 'SPLITS', 'Dataset', 'load', 'train_batches', 'eval_batches',
     'steps_per_epoch', 'num_eval_batches', 'epoch_permutation', 'shard',
-    'prefetch_to_device', 'random_resized_crop', 'augment', 'canonical_name',
+    'prefetch_to_device', 'random_resized_crop', 'augment', 'canonical_name', 'relabel',
 ]
 
 

@@ -80,3 +80,22 @@ def holdout(images: np.ndarray, labels: np.ndarray, split: str):
   cut = len(labels) - num_valid(len(labels))
   part = slice(0, cut) if split == 'train' else slice(cut, None)
   return images[part], labels[part]
+
+
+def relabel(ds: Dataset, class_names) -> np.ndarray:
+  """The labels of `ds` [N] as ids into `class_names` (a model's training
+  classes), matched by name; UserError if `ds` holds a class not among them
+  (Mini-ImageNet's valid/test classes are not its training classes)."""
+  names = tuple(ds.class_names)
+  if names == tuple(class_names):
+    return np.asarray(ds.labels, np.int32)
+  index = {name: i for i, name in enumerate(class_names)}
+  unknown = sorted(set(names[int(y)] for y in np.unique(ds.labels)) - set(index))
+  if unknown:
+    raise UserError(
+        f'the {ds.split} split of {ds.name} holds classes the VQ-VAE was not trained on '
+        f'({", ".join(unknown[:5])}{", ..." if len(unknown) > 5 else ""}): a class-'
+        'conditional prior cannot be fitted or evaluated on them. Use a data set whose '
+        'splits share their classes (e.g. --dataset folder with train/valid/test sub-folders)')
+  remap = np.asarray([index.get(n, -1) for n in names], np.int32)
+  return remap[np.asarray(ds.labels)]
