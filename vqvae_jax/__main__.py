@@ -20,11 +20,11 @@ from vqvae_jax.errors import cli
 
 def _sample(args):
   import jax  # pylint: disable=g-import-not-at-top
-  from vqvae_jax import grids, prior_training, training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import checkpoints, grids, prior_training, training  # pylint: disable=g-import-not-at-top
   prior, params, meta = prior_training.restore_prior(args.prior)
   vq_dir = args.model or meta['config']['model']
   vq_model, vq_vars, _ = training.restore_vqvae(vq_dir)
-  if prior_training._fingerprint(vq_vars) != meta['vqvae_fingerprint']:  # pylint: disable=protected-access
+  if checkpoints.vqvae_fingerprint(vq_vars) != meta['vqvae_fingerprint']:
     from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
     raise UserError(f'the VQ-VAE in {vq_dir} is not the one this prior was trained on')
   if args.temperature <= 0 or args.per_class < 1:

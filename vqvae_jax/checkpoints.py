@@ -13,11 +13,13 @@ and drop the latest).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, Optional
 
 import flax.serialization
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
@@ -132,3 +134,17 @@ def restore_run(workdir: str, kind: str, which: str, make_state):
   finally:
     ckpt.close()
   return model, flax.serialization.from_state_dict(state, saved['state']), meta
+
+
+def params_digest(tree) -> bytes:
+  """sha256 of every leaf's bytes, in tree order: identifies a model's parameters."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+  return h.digest()
+
+
+def vqvae_fingerprint(variables) -> str:
+  """The first 8 bytes of `params_digest`, in hex: a prior (and its cached
+  codes) records the VQ-VAE it was fitted to with it."""
+  return params_digest(variables)[:8].hex()

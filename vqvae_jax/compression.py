@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 
 import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vqvae_jax import codec_format, prior_coding
+from vqvae_jax import checkpoints, codec_format, prior_coding
 from vqvae_jax.codec_format import FIXED, PRIOR, FormatError, Header
 from vqvae_jax.errors import UserError
 from vqvae_jax.models import VQVAE
@@ -33,17 +32,10 @@ _NO_FINGERPRINT = bytes(codec_format.FINGERPRINT_BYTES)
 MAX_PRIOR_CODES = 1 << 22
 
 
-def _sha256(variables) -> bytes:
-  h = hashlib.sha256()
-  for leaf in jax.tree.leaves(variables):
-    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-  return h.digest()
-
-
 def fingerprint(variables) -> bytes:
   """4 bytes: the start of the sha256 of every parameter leaf in tree order
   (the prior's `vqvae_fingerprint` is the first 8 bytes of it, in hex)."""
-  return _sha256(variables)[:codec_format.FINGERPRINT_BYTES]
+  return checkpoints.params_digest(variables)[:codec_format.FINGERPRINT_BYTES]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +72,8 @@ def load_codec(model_dir: str | None = None, prior_dir: str | None = None) -> Co
   if not model_dir:
     raise UserError('--model (the VQ-VAE folder) or --prior is required')
   model, variables, meta = training.restore_vqvae(model_dir)
-  digest = _sha256(variables)
-  if prior_meta is not None and prior_meta.get('vqvae_fingerprint') != digest[:8].hex():
+  if (prior_meta is not None and
+      prior_meta.get('vqvae_fingerprint') != checkpoints.vqvae_fingerprint(variables)):
     raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the one in '
                     f'{model_dir}: pass the --model it was trained on')
   return Codec(model=model, variables=variables, class_names=tuple(meta['class_names']),

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vqvae_jax import data, quantizer, training
+from vqvae_jax import checkpoints, data, quantizer, training
 from vqvae_jax.errors import UserError
 
 _SSIM_SIGMA = 1.5
@@ -137,7 +137,7 @@ def prior_nll(prior_dir: str, codes, labels, vq_variables, image_shape, batch_si
   from vqvae_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
   from vqvae_jax import prior_training  # pylint: disable=g-import-not-at-top
   model, params, meta = prior_training.restore_prior(prior_dir)
-  fingerprint = prior_training._fingerprint(vq_variables)  # pylint: disable=protected-access
+  fingerprint = checkpoints.vqvae_fingerprint(vq_variables)
   if meta.get('vqvae_fingerprint') != fingerprint:
     raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the '
                     'one evaluated (parameters differ)')

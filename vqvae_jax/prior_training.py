@@ -56,18 +56,9 @@ def extract_codes(model: VQVAE, variables, ds, batch_size: int = 256) -> np.ndar
   return np.concatenate(out).astype(np.int32)
 
 
-def _fingerprint(variables) -> str:
-  """A short hash of the VQ-VAE parameters: cached codes belong to one model."""
-  import hashlib  # pylint: disable=g-import-not-at-top
-  h = hashlib.sha256()
-  for leaf in jax.tree.leaves(variables):
-    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-  return h.hexdigest()[:16]
-
-
 def load_codes(vq_config, workdir, model, variables, class_names) -> dict:
   """{split: CodeSet}, extracted once and cached in `<workdir>/codes/<split>.npz`."""
-  fp = _fingerprint(variables)
+  fp = checkpoints.vqvae_fingerprint(variables)
   out = {}
   for split in ('train', 'valid', 'test'):
     path = os.path.join(workdir, 'codes', f'{split}.npz')
@@ -203,7 +194,8 @@ def train_prior(config, workdir: str) -> dict:
               on_epoch_end=on_epoch_end)
   meta = {'kind': 'prior', 'config': dict(config.to_dict(), model=os.path.abspath(config.model)),
           'class_names': list(class_names), 'grid': list(grid), 'k': vq_config.k,
-          'image_shape': list(image_shape), 'vqvae_fingerprint': _fingerprint(vq_vars)}
+          'image_shape': list(image_shape),
+          'vqvae_fingerprint': checkpoints.vqvae_fingerprint(vq_vars)}
   result = fit(config, workdir, task=task, state=state, train_ds=codes['train'], meta=meta,
                check_meta=_check_meta(config))
   # Test NLL of the best checkpoint by validation.
