@@ -564,9 +564,11 @@ def test_info_checks_fixed_payload_length(version):
 def test_info_needs_no_model():
   fields = compression.info(_sample_file('prior'))
   assert fields['method'] == 'prior' and fields['image_size'] == [9, 13]
-  assert fields['grid'] == [3, 4] and fields['k'] == K and fields['label'] in (0, 1, 2)
-  assert fields['model_fingerprint'] == _codec().model_fingerprint.hex()
-  assert fields['file_bytes'] == len(_sample_file('prior'))
+  assert fields['grid'] == [3, 4] and fields['label'] in (0, 1, 2) and fields['version'] == 2
+  assert fields['fingerprint'] == _codec().pair_fingerprint(codec_format.PRIOR).hex()
+  assert fields['file_bytes'] == len(_sample_file('prior')) and fields['header_bytes'] == 9
+  old = compression.info(_sample_file('prior', 1))
+  assert old['k'] == K and old['model_fingerprint'] == _codec().model_fingerprint.hex()
 
 
 # --- composition and the command line -------------------------------------------
@@ -589,9 +591,110 @@ def test_compose_masks_and_codes(tmp_path):
 
 
 @pytest.fixture
-def tiny_cli(monkeypatch):
-  monkeypatch.setattr(compression, 'load_codec', lambda model=None, prior=None: _codec())
-  return lambda *argv: cli.main(list(argv))
+def tiny_cli(monkeypatch, tmp_path):
+  """The CLI with the tiny codec for any folders (each load recorded in `.loads`),
+  a registry in tmp_path/cache and no pretrained folders."""
+  loads = []
+
+  def load_codec(model=None, prior=None):
+    loads.append((model, prior))
+    return _codec()
+
+  monkeypatch.setattr(compression, 'load_codec', load_codec)
+  monkeypatch.setenv(model_registry.ENV, str(tmp_path / 'cache'))
+  monkeypatch.setattr(model_registry, 'PRETRAINED', str(tmp_path / 'no-pretrained'))
+  run = lambda *argv: cli.main(list(argv))
+  run.loads = loads
+  return run
+
+
+def _exit_code(fn, *argv):
+  with pytest.raises(SystemExit) as e:
+    fn(*argv)
+  return e.value.code
+
+
+def test_cli_registry_default_names_and_verbose(tiny_cli, tmp_path, capsys, monkeypatch):
+  """compress records its folders; decompress without --model/--prior finds them
+  from the file, says so, writes x.png next to x.vqz and never replaces the
+  original without --force; --verbose prints bpp of the real file and timing."""
+  (tmp_path / 'a').mkdir()
+  src = str(tmp_path / 'a' / 'im.png')
+  Image.fromarray(_image(10, 13, seed=1)[..., 0]).save(src)
+  original = open(src, 'rb').read()
+  tiny_cli('compress', src, '--prior', 'p', '-v')
+  vqz = tmp_path / 'a' / 'im.vqz'
+  out = capsys.readouterr().out
+  assert f'{vqz.stat().st_size} bytes' in out and ' s\n' in out
+  assert model_registry.entries()[0]['prior'] == os.path.abspath('p')
+  tiny_cli.loads.clear()
+  assert _exit_code(tiny_cli, 'decompress', str(vqz)) == 2
+  assert 'exists' in capsys.readouterr().err and open(src, 'rb').read() == original
+  tiny_cli('decompress', str(vqz), '--force', '--verbose')
+  out = capsys.readouterr().out
+  assert 'from the registry' in out and os.path.abspath('p') in out and 'bpp' in out
+  assert tiny_cli.loads == [(None, os.path.abspath('p'))]
+  assert np.asarray(Image.open(src)).shape == (10, 13)
+  monkeypatch.setenv(model_registry.ENV, str(tmp_path / 'empty-cache'))
+  assert _exit_code(tiny_cli, 'decompress', str(vqz), '-o', str(tmp_path / 'x.png')) == 2
+  assert 'no known model matches' in capsys.readouterr().err
+
+
+def test_cli_batches_report_every_failure_and_go_on(tiny_cli, tmp_path, capsys):
+  paths = []
+  for name in ('a', 'junk', 'b'):
+    paths.append(str(tmp_path / f'{name}.png'))
+    Image.fromarray(_image(5, 6, seed=len(paths))[..., 0]).save(paths[-1])
+  (tmp_path / 'junk.png').write_bytes(b'not an image')
+  assert _exit_code(tiny_cli, 'compress', *paths, '--prior', 'p', '-o', str(tmp_path / 'z')) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 2 and 'junk.png' in err[0] and '1 of 3 images failed' in err[1]
+  files = [str(tmp_path / 'z' / f'{n}.vqz') for n in ('a', 'junk', 'b')]
+  assert not os.path.exists(files[1])
+  (tmp_path / 'z' / 'junk.vqz').write_bytes(b'VQVZ\x01garbage')
+  files.append(str(tmp_path / 'missing.vqz'))
+  assert _exit_code(tiny_cli, 'decompress', *files, '--prior', 'p', '-o',
+                    str(tmp_path / 'png')) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 3 and '2 of 4 files failed' in err[-1] and 'Traceback' not in ''.join(err)
+  assert sorted(os.listdir(tmp_path / 'png')) == ['a.png', 'b.png']
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_cli_outputs_honour_the_umask(tiny_cli, tmp_path, umask):
+  src = str(tmp_path / 'im.png')
+  Image.fromarray(_image(5, 6)[..., 0]).save(src)
+  old = os.umask(umask)
+  try:
+    tiny_cli('compress', src, '--model', 'm', '-o', str(tmp_path / 'o'))
+    tiny_cli('decompress', str(tmp_path / 'o' / 'im.vqz'), '--model', 'm', '-o',
+             str(tmp_path / 'o'))
+  finally:
+    os.umask(old)
+  for name in ('im.vqz', 'im.png'):
+    assert (tmp_path / 'o' / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_cli_compresses_folders_and_npz(tiny_cli, tmp_path, capsys):
+  folder = tmp_path / 'imgs'
+  folder.mkdir()
+  for i in range(2):
+    Image.fromarray(_image(7, 5, seed=i)[..., 0]).save(folder / f'f{i}.png')
+  (folder / 'notes.txt').write_text('not an image')
+  images = np.stack([_image(6, 9, seed=i) for i in range(3)])
+  np.savez(tmp_path / 'batch.npz', images=images)
+  tiny_cli('compress', str(folder), str(tmp_path / 'batch.npz'), '--model', 'm', '-o',
+           str(tmp_path / 'out'))
+  assert 'total: 5 images' in capsys.readouterr().out
+  names = sorted(os.listdir(tmp_path / 'out'))
+  assert names == ['batch_00000.vqz', 'batch_00001.vqz', 'batch_00002.vqz', 'f0.vqz', 'f1.vqz']
+  for i in range(3):
+    data = (tmp_path / 'out' / f'batch_{i:05d}.vqz').read_bytes()
+    expected = compression.compress(_codec(), images[i], 'fixed').reconstruction
+    np.testing.assert_array_equal(compression.decompress(_codec(), data), expected)
+  np.savez(tmp_path / 'bad.npz', images=images.astype(np.float32))
+  assert _exit_code(tiny_cli, 'compress', str(tmp_path / 'bad.npz'), '--model', 'm') == 2
+  assert 'uint8 [N, H, W, C]' in capsys.readouterr().err
 
 
 def test_cli_compress_decompress_info(tiny_cli, tmp_path, capsys):

@@ -91,7 +91,6 @@ CODES_PER_PAYLOAD_BIT = 16
 _FIELDS = struct.Struct('>4sBBB4s4sHHHHHHI')
 _CHECKSUM = struct.Struct('>I')
 HEADER_SIZE_V1 = _FIELDS.size + _CHECKSUM.size  # 35
-HEADER_SIZE = HEADER_SIZE_V1  # kept for older callers; see `header_size` for version 2
 _V2_TAIL = PAIR_FINGERPRINT_BYTES + 2  # fingerprint + CRC-16
 
 

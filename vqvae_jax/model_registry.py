@@ -85,13 +85,13 @@ def folders_of(entry: dict, header) -> tuple[str | None, str | None]:
   return entry.get('model'), entry.get('prior')
 
 
-def find(header, pretrained: str = PRETRAINED) -> tuple[str | None, str | None] | None:
+def find(header, pretrained: str | None = None) -> tuple[str | None, str | None] | None:
   """(model_dir, prior_dir) for a file's header from the registry, then the run
-  folders under `pretrained`; None if no known model matches."""
+  folders under `pretrained` (default PRETRAINED); None if no known model matches."""
   for entry in entries():
     if matches(entry, header):
       return folders_of(entry, header)
-  for entry in _pretrained_entries(pretrained):
+  for entry in _pretrained_entries(pretrained or PRETRAINED):
     if matches(entry, header):
       return folders_of(entry, header)
   return None
