@@ -88,9 +88,9 @@ def baselines(images) -> dict:
 
 
 def _prior_sizes(codec, codes, image_size, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
-  """File bytes and label of method (b) for codes [N, h, w] of (H, W) images, fast: the prior's
-  logits of every image under every label from one batched full pass (instead
-  of the codec's per-image scan), then the codec's own quantisation, range
+  """File bytes and label of method (b) for codes [N, h, w] of image_size (H, W)
+  images, fast: the prior's logits of every image under every label from one
+  batched full pass (instead of the codec's per-image scan), then the codec's own quantisation, range
   coder and label choice. Equal to the real files' sizes up to the float
   rounding between the two computations of the logits (checked by `ours`)."""
   prior, n_cls = codec.prior, codec.prior.num_classes
