@@ -36,6 +36,7 @@ from __future__ import annotations
 import decimal
 import functools
 import itertools
+import logging
 import threading
 
 import jax
@@ -215,8 +216,19 @@ def encode(model: GatedPixelCNN, params, codes, label: int | None = None):
   return best
 
 
+class _StopScan(Exception):
+  """Raised in the host callback to abort the scan (the decoder already failed)."""
+
+
+def _hide_stop_scan(record) -> bool:
+  """Logging filter: drops JAX's traceback of our own `_StopScan`."""
+  return not (record.exc_info and isinstance(record.exc_info[1], _StopScan))
+
+
 class _Decoder:
-  """Host side of the decoding scan: one code per call, errors kept for later."""
+  """Host side of the decoding scan: one code per call. The first range-decoder
+  error is kept and the scan aborted at once (an exception in an io_callback
+  stops the compiled loop), instead of running the prior over the rest."""
 
   def __init__(self, payload: bytes, label: int):
     self.constriction = _constriction()
@@ -227,14 +239,14 @@ class _Decoder:
   def __call__(self, position, logits):
     del position
     if self.error is not None:
-      return 0
+      raise _StopScan()
     try:
       weights = (frequencies(logits[self.label]) - 1).astype(np.float32)
       model = self.constriction.stream.model.Categorical(weights, perfect=False)
       return int(self.decoder.decode(model))
     except Exception as e:  # pylint: disable=broad-except
       self.error = e
-      return 0
+      raise _StopScan() from e
 
 
 def decode(model: GatedPixelCNN, params, payload: bytes, shape, label: int) -> np.ndarray:
@@ -243,7 +255,16 @@ def decode(model: GatedPixelCNN, params, payload: bytes, shape, label: int) -> n
     raise FormatError(f'label {label} is out of range for a prior with '
                       f'{model.num_classes} classes')
   handler = _Decoder(payload, label)
-  codes = _run(model, params, shape, handler)[0]
+  callback_log = logging.getLogger('jax._src.callback')  # logs a callback's exception
+  callback_log.addFilter(_hide_stop_scan)
+  try:
+    codes = _run(model, params, shape, handler)[0]
+  except Exception:  # the callback's _StopScan arrives wrapped in a runtime error
+    if handler.error is None:
+      raise
+    codes = None
+  finally:
+    callback_log.removeFilter(_hide_stop_scan)
   if handler.error is not None:
     raise FormatError(f'the entropy-coded payload could not be decoded ({handler.error})')
   return codes.astype(np.int32)
