@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from vqvae_jax import __main__ as cli
-from vqvae_jax import codec_format, compose, compression, model_registry, prior_coding
+from vqvae_jax import codec_format, compose, compression, integer_prior, model_registry, prior_coding
 from vqvae_jax.codec_format import FormatError, Header
 from vqvae_jax.errors import UserError
 from vqvae_jax.models import VQVAE
@@ -36,7 +36,7 @@ GOLDEN_SHA256 = {
     'fixed.vqz': '2b968fcf522fd0681ef67d67447428cbc799aef575d0274b4ae890afaf1de84e',
     'prior.vqz': '126d0a914007eac66f43a12560bd3e512769dd6764cf5e8e4f3382637f0008cc',
     'fixed_v2.vqz': '1bbb1e1d52de697f3b732a24aa242142a8aa7e5064efe458628fbd9867234513',
-    'prior_v2.vqz': '0c6ce36437b1643daa8ba24534f6f235fa46ee5cc5cc3e059567cba73efaeb4f',
+    'prior_v2.vqz': '7ff08a9b901b2932c975828b2cc55c08f4d3251333953eb707920f36370d0630',
 }
 SETTINGS = hypothesis.settings(max_examples=40, deadline=None,
                                suppress_health_check=[hypothesis.HealthCheck.too_slow])
@@ -69,12 +69,12 @@ def _codec(channels=1, seed=0, with_prior=True):
   prior = GatedPixelCNN(num_codes=K, num_classes=3, hidden=8, num_layers=2, head_hidden=16)
   params = _seeded(prior, seed + 100, jnp.zeros((1, 2, 2), jnp.int32),
                    jnp.zeros((1,), jnp.int32))['params']
-  kwargs = {}
-  if with_prior:
-    kwargs = dict(prior=prior, prior_params=params,
-                  prior_fingerprint=compression.fingerprint(params))
-  return compression.Codec(model=model, variables=variables, class_names=('a', 'b', 'c'),
-                           model_fingerprint=compression.fingerprint(variables), **kwargs)
+  if not with_prior:
+    return compression.make_codec(model, variables, ('a', 'b', 'c'))
+  rng = np.random.default_rng(seed + 200)
+  coder = integer_prior.quantize(prior, params, rng.integers(0, K, (32, 4, 4)),
+                                 rng.integers(0, 3, 32))
+  return compression.make_codec(model, variables, ('a', 'b', 'c'), prior, params, coder)
 
 
 def _image(h, w, c=1, seed=0):

@@ -21,12 +21,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+import warnings
 
 import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vqvae_jax import checkpoints, codec_format, prior_coding
+from vqvae_jax import checkpoints, codec_format, integer_prior, prior_coding
 from vqvae_jax.codec_format import FIXED, PRIOR, Binding, FormatError, Header, HeaderV2
 from vqvae_jax.errors import UserError
 from vqvae_jax.models import VQVAE
@@ -55,7 +57,15 @@ class Codec:
   model_fingerprint: bytes
   prior: object = None
   prior_params: dict | None = None
-  prior_fingerprint: bytes = _NO_FINGERPRINT
+  prior_fingerprint: bytes = _NO_FINGERPRINT   # of the float prior (version-1 files)
+  coder: integer_prior.IntegerPrior | None = None  # the prior for coding (version 2)
+  coder_arrays: dict | None = None
+
+  @property
+  def coder_fingerprint(self) -> bytes:
+    if self.coder is None:
+      return _NO_FINGERPRINT
+    return self.coder.fingerprint[:codec_format.FINGERPRINT_BYTES]
 
   @property
   def channels(self) -> int:
@@ -67,7 +77,7 @@ class Codec:
 
   def binding(self, method: int) -> Binding:
     """What a version-2 file of this method takes from the model."""
-    prior_fp = self.prior_fingerprint if method == PRIOR else _NO_FINGERPRINT
+    prior_fp = self.coder_fingerprint if method == PRIOR else _NO_FINGERPRINT
     return Binding(self.model_fingerprint, prior_fp, self.k, self.channels)
 
   def pair_fingerprint(self, method: int) -> bytes:
@@ -94,9 +104,66 @@ def load_codec(model_dir: str | None = None, prior_dir: str | None = None) -> Co
       prior_meta.get('vqvae_fingerprint') != checkpoints.vqvae_fingerprint(variables)):
     raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the one in '
                     f'{model_dir}: pass the --model it was trained on')
-  return Codec(model=model, variables=variables, class_names=tuple(meta['class_names']),
+  coder = load_coder(prior_dir, prior, prior_params, prior_meta['grid']) if prior else None
+  return make_codec(model, variables, meta['class_names'], prior, prior_params, coder)
+
+
+def make_codec(model, variables, class_names, prior=None, prior_params=None,
+               coder=None) -> Codec:
+  """A Codec from restored models; `coder` (the integer prior) is required
+  with a prior (`load_coder`, or `integer_prior.quantize`)."""
+  if prior is not None and coder is None:
+    raise ValueError('a prior needs its integer coder')
+  return Codec(model=model, variables=variables, class_names=tuple(class_names),
                model_fingerprint=fingerprint(variables), prior=prior, prior_params=prior_params,
-               prior_fingerprint=fingerprint(prior_params) if prior else _NO_FINGERPRINT)
+               prior_fingerprint=fingerprint(prior_params) if prior else _NO_FINGERPRINT,
+               coder=coder, coder_arrays=integer_prior.device_arrays(coder) if coder else None)
+
+
+CODER_FILE = 'integer_prior.npz'
+CALIBRATION_GRIDS = 512
+
+
+def load_coder(prior_dir: str, prior, params, grid) -> integer_prior.IntegerPrior:
+  """The integer prior of a prior folder (`<prior_dir>/integer_prior.npz`).
+
+  Made once from the float prior, calibrated on the first training code grids
+  (`codes/train.npz`, else grids sampled from the prior with seed 0), and saved
+  beside the checkpoints: files are coded with the saved integer model, so the
+  conversion need not be reproducible, only the integer arithmetic. A saved
+  model of other float parameters is replaced.
+  """
+  path = os.path.join(prior_dir, CODER_FILE)
+  source = np.frombuffer(checkpoints.params_digest(params), np.uint8)
+  if os.path.exists(path):
+    try:
+      coder = integer_prior.load(path)
+    except (OSError, ValueError, KeyError) as e:
+      raise UserError(f'{path} is not a readable integer prior ({e}); delete it to '
+                      'rebuild it from the checkpoint') from e
+    if np.array_equal(coder.arrays.get('source'), source):
+      return coder
+  codes, labels = _calibration_grids(prior_dir, prior, params, grid)
+  coder = integer_prior.quantize(prior, params, codes, labels)
+  coder = dataclasses.replace(coder, arrays=dict(coder.arrays, source=source))
+  try:
+    integer_prior.save(coder, path)
+  except OSError as e:
+    warnings.warn(f'could not save the integer prior to {path} ({e}); files coded now '
+                  'decode only where the same conversion is made')
+  return coder
+
+
+def _calibration_grids(prior_dir, prior, params, grid):
+  """Up to CALIBRATION_GRIDS (codes [N, h, w], labels [N]) to calibrate on."""
+  path = os.path.join(prior_dir, 'codes', 'train.npz')
+  if os.path.exists(path):
+    with np.load(path) as f:
+      return f['codes'][:CALIBRATION_GRIDS], f['labels'][:CALIBRATION_GRIDS]
+  from vqvae_jax import sampling  # pylint: disable=g-import-not-at-top
+  labels = np.arange(64) % prior.num_classes
+  codes = sampling.sample_codes(prior, params, labels, tuple(grid), jax.random.key(0))
+  return np.asarray(codes), labels
 
 
 def resolve_label(codec: Codec, label) -> int | None:
@@ -235,46 +302,158 @@ class Compressed:
     return 8.0 * len(self.data) / (self.header.height * self.header.width)
 
 
-def compress_codes(codec: Codec, codes, image_size, method: str = 'prior',
-                   label=None) -> bytes:
-  """Code grid [h, w] of an image of size (H, W) -> the bytes of a .vqz file."""
-  if method not in METHODS:
-    raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
-  codes = np.asarray(codes, np.int32)
-  label = resolve_label(codec, label)
-  if codes.shape != codec_format.grid_shape(*image_size):
-    raise UserError(f'a {codes.shape} code grid does not belong to a {tuple(image_size)} image')
+BATCH = 256  # images per VQ-VAE / prior batch
+
+
+def _batched(fn, x, chunk: int = BATCH):
+  """fn over x [N, ...] in chunks padded to a power of two (few compiles) -> [N, ...]."""
+  out = []
+  for start in range(0, len(x), chunk):
+    part = x[start:start + chunk]
+    size = 1 << max(0, (len(part) - 1).bit_length())
+    padded = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+    out.append(np.asarray(fn(padded))[:len(part)])
+  return np.concatenate(out) if out else np.zeros((0,))
+
+
+def _groups(shapes):
+  """{shape: [indices]} in first-seen order."""
+  out = {}
+  for i, shape in enumerate(shapes):
+    out.setdefault(tuple(shape), []).append(i)
+  return out
+
+
+def _prior_payloads(codec: Codec, grids, labels) -> list[tuple[bytes, int]]:
+  """Code grids [h, w] (any shapes) and labels (int or None each) -> [(payload,
+  label)], coded with the integer prior in one batch per shape and label mode."""
+  out = [None] * len(grids)
+  keys = [(g.shape, labels[i] is None) for i, g in enumerate(grids)]
+  for (shape, auto), idx in _groups(keys).items():
+    batch = np.stack([grids[i] for i in idx])
+    coded = prior_coding.encode_batch(codec.coder, codec.coder_arrays, batch,
+                                      None if auto else [labels[i] for i in idx])
+    for i, (payload, label) in zip(idx, coded):
+      # Zero bytes past the end change nothing the range decoder reads
+      # (codec_format: bounded work).
+      out[i] = (payload.ljust(codec_format.min_prior_payload(int(np.prod(shape))), b'\0'),
+                label)
+  return out
+
+
+def _pack(codec: Codec, method: str, codes, image_size, coded) -> bytes:
   if method == 'prior':
-    if codec.prior is None:
-      raise UserError("method 'prior' needs a prior (--prior)")
-    _check_prior_work(codec, codes.shape, 'the image')
-    payload, label = prior_coding.encode(codec.prior, codec.prior_params, codes, label)
-    # Zero bytes past the end change nothing the range decoder reads
-    # (codec_format: bounded work).
-    payload = payload.ljust(codec_format.min_prior_payload(codes.size), b'\0')
+    payload, label = coded
   else:
-    payload = codec_format.pack_fixed(codes, codec.k)
+    payload, label = codec_format.pack_fixed(codes, codec.k), coded
   return codec_format.pack_v2(METHODS[method], image_size, label,
                               codec.binding(METHODS[method]), payload, codes)
 
 
+def _check_method(codec: Codec, method: str) -> None:
+  if method not in METHODS:
+    raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
+  if method == 'prior' and codec.prior is None:
+    raise UserError("method 'prior' needs a prior (--prior)")
+
+
+def compress_codes(codec: Codec, codes, image_size, method: str = 'prior',
+                   label=None) -> bytes:
+  """Code grid [h, w] of an image of size (H, W) -> the bytes of a .vqz file."""
+  _check_method(codec, method)
+  codes = np.asarray(codes, np.int32)
+  label = resolve_label(codec, label)
+  if codes.shape != codec_format.grid_shape(*image_size):
+    raise UserError(f'a {codes.shape} code grid does not belong to a {tuple(image_size)} image')
+  coded = label
+  if method == 'prior':
+    _check_prior_work(codec, codes.shape, 'the image')
+    coded = _prior_payloads(codec, [codes], [label])[0]
+  return _pack(codec, method, codes, image_size, coded)
+
+
+def compress_batch(codec: Codec, images, method: str = 'prior', label=None) -> list:
+  """Many images [H, W, C] uint8 (any sizes) -> one Compressed or UserError
+  each (a bad image fails alone); the VQ-VAE and the prior run in batches."""
+  _check_method(codec, method)
+  label = resolve_label(codec, label)
+  results = [None] * len(images)
+  good = {}
+  for i, image in enumerate(images):
+    try:
+      good[i] = check_image(codec, image)
+      if method == 'prior':
+        _check_prior_work(codec, codec_format.grid_shape(*good[i].shape[:2]), f'image {i}')
+    except UserError as e:
+      results[i], _ = e, good.pop(i, None)
+  codes, recon = {}, {}
+  for _, idx in _groups([good[i].shape for i in good]).items():
+    idx = [list(good)[n] for n in idx]
+    padded = np.stack([pad_image(good[i]) for i in idx])
+    grid = _batched(lambda x: _encode(codec.model, codec.variables, x), padded)
+    image = _batched(lambda c: _decode(codec.model, codec.variables, c), grid)
+    for n, i in enumerate(idx):
+      codes[i], recon[i] = grid[n], image[n][:good[i].shape[0], :good[i].shape[1]]
+  order = list(good)
+  coded = ([label] * len(order) if method == 'fixed' else
+           _prior_payloads(codec, [codes[i] for i in order], [label] * len(order)))
+  for i, c in zip(order, coded):
+    data = _pack(codec, method, codes[i], good[i].shape[:2], c)
+    header, _ = codec_format.unpack(data)
+    results[i] = Compressed(data, header, codes[i], recon[i], psnr(good[i], recon[i]))
+  return results
+
+
 def compress(codec: Codec, image, method: str = 'prior', label=None) -> Compressed:
   """uint8 [H, W, C] -> Compressed (file bytes, codes, decoded image, PSNR)."""
-  image = check_image(codec, image)
-  codes = encode_images(codec, pad_image(image)[None])[0]
-  data = compress_codes(codec, codes, image.shape[:2], method, label)
-  header, _ = codec_format.unpack(data)
-  recon = _crop(decode_codes(codec, codes[None])[0], header)
-  return Compressed(data, header, codes, recon, psnr(image, recon))
+  result = compress_batch(codec, [image], method, label)[0]
+  if isinstance(result, UserError):
+    raise result
+  return result
 
 
-def read_codes(codec: Codec, data: bytes,
-               name: str = 'the file') -> tuple[Header | HeaderV2, np.ndarray]:
-  """File bytes (version 1 or 2) -> (header, codes [h, w]) after every check
-  (FormatError / UserError: wrong model, missing prior, corrupted payload)."""
-  header, payload = codec_format.unpack(data, name)
-  if header.version == 1:
-    return header, _read_codes_v1(codec, header, payload, name)
+def read_codes_batch(codec: Codec, datas, names=None) -> list:
+  """File bytes (version 1 or 2) -> one (header, codes [h, w]) or UserError
+  each; entropy-coded version-2 files of one grid shape decode in one batch."""
+  names = names or [f'file {i}' for i in range(len(datas))]
+  results, pending = [None] * len(datas), {}
+  for i, (data, name) in enumerate(zip(datas, names)):
+    try:
+      header, payload = codec_format.unpack(data, name)
+      if header.version == 1:
+        results[i] = header, _read_codes_v1(codec, header, payload, name)
+        continue
+      _check_v2_model(codec, header, name)
+      if header.method == FIXED:
+        results[i] = header, _checked(codec, header, payload,
+                                      codec_format.unpack_fixed(payload, header.grid, codec.k),
+                                      name)
+      else:
+        _check_prior_work(codec, header.grid, name)
+        pending[i] = header, payload
+    except UserError as e:
+      results[i] = e
+  for grid, idx in _groups([pending[i][0].grid for i in pending]).items():
+    idx = [list(pending)[n] for n in idx]
+    for start in range(0, len(idx), BATCH):
+      part = idx[start:start + BATCH]
+      codes, errors = prior_coding.decode_batch(
+          codec.coder, codec.coder_arrays, [pending[i][1] for i in part], grid,
+          [pending[i][0].label for i in part])
+      for n, i in enumerate(part):
+        header, payload = pending[i]
+        try:
+          if errors[n] is not None:
+            raise FormatError(f'the entropy-coded payload of {names[i]} could not be '
+                              f'decoded ({errors[n]})')
+          results[i] = header, _checked(codec, header, payload, codes[n], names[i])
+        except UserError as e:
+          results[i] = e
+  return results
+
+
+def _check_v2_model(codec: Codec, header, name: str) -> None:
+  """UserError unless this codec can decode the version-2 file."""
   if header.method == PRIOR and codec.prior is None:
     raise UserError(f'{name} is entropy-coded with a prior: pass --prior')
   if header.fingerprint != codec.pair_fingerprint(header.method):
@@ -283,24 +462,31 @@ def read_codes(codec: Codec, data: bytes,
                     f'{header.fingerprint.hex()}; this {what} is '
                     f'{codec.pair_fingerprint(header.method).hex()}): pass the --model / '
                     '--prior it was made with')
-  codes = _decode_payload(codec, header, payload, codec.k, name)
-  codec_format.check_v2(header, codec.binding(header.method), payload, codes, name)
-  return header, codes
-
-
-def _decode_payload(codec: Codec, header, payload: bytes, k: int, name: str):
-  """payload -> codes [h, w] by the file's method (bounded: `_check_prior_work`)."""
-  if header.method == FIXED:
-    return codec_format.unpack_fixed(payload, header.grid, k)
-  if header.label is None:
+  if header.method == PRIOR and header.label is None:
     raise FormatError(f'{name} is entropy-coded but stores no label')
-  _check_prior_work(codec, header.grid, name)
-  return prior_coding.decode(codec.prior, codec.prior_params, payload, header.grid,
-                             header.label)
+  if header.method == PRIOR and not 0 <= header.label < codec.coder.num_classes:
+    raise FormatError(f'{name} stores label {header.label}, but the prior has '
+                      f'{codec.coder.num_classes} classes')
+
+
+def _checked(codec: Codec, header, payload, codes, name):
+  codec_format.check_v2(header, codec.binding(header.method), payload, codes, name)
+  return codes
+
+
+def read_codes(codec: Codec, data: bytes,
+               name: str = 'the file') -> tuple[Header | HeaderV2, np.ndarray]:
+  """File bytes (version 1 or 2) -> (header, codes [h, w]) after every check
+  (FormatError / UserError: wrong model, missing prior, corrupted payload)."""
+  result = read_codes_batch(codec, [data], [name])[0]
+  if isinstance(result, UserError):
+    raise result
+  return result
 
 
 def _read_codes_v1(codec: Codec, header: Header, payload: bytes, name: str) -> np.ndarray:
-  """The model checks and decoding of a version-1 file -> codes [h, w]."""
+  """The model checks and decoding of a version-1 file (the float prior's scan)
+  -> codes [h, w]."""
   if header.model_fingerprint != codec.model_fingerprint:
     raise UserError(f'{name} was compressed with another VQ-VAE (fingerprint '
                     f'{header.model_fingerprint.hex()}, this one is '
@@ -308,14 +494,20 @@ def _read_codes_v1(codec: Codec, header: Header, payload: bytes, name: str) -> n
   if header.channels != codec.channels or header.k != codec.k:
     raise FormatError(f'{name} is not valid for this model: {header.channels} channels and '
                       f'K = {header.k}, the model has {codec.channels} and {codec.k}')
-  if header.method == PRIOR:
+  if header.method == FIXED:
+    codes = codec_format.unpack_fixed(payload, header.grid, header.k)
+  else:
     if codec.prior is None:
       raise UserError(f'{name} is entropy-coded with a prior: pass --prior')
     if header.prior_fingerprint != codec.prior_fingerprint:
       raise UserError(f'{name} was compressed with another prior (fingerprint '
                       f'{header.prior_fingerprint.hex()}, this one is '
                       f'{codec.prior_fingerprint.hex()}): pass the --prior it was made with')
-  codes = _decode_payload(codec, header, payload, header.k, name)
+    if header.label is None:
+      raise FormatError(f'{name} is entropy-coded but stores no label')
+    _check_prior_work(codec, header.grid, name)
+    codes = prior_coding.decode(codec.prior, codec.prior_params, payload, header.grid,
+                                header.label)
   if codec_format.codes_crc(codes) != header.codes_crc:
     raise FormatError(f'the codes decoded from {name} do not match its CRC: the prior '
                       'computes other probabilities here than where the file was made '
@@ -327,10 +519,27 @@ def _crop(image, header) -> np.ndarray:
   return image[:header.height, :header.width]
 
 
+def decode_files(codec: Codec, datas, names=None) -> list:
+  """File bytes -> one (header, codes [h, w], uint8 image [H, W, C] of the
+  original size) or UserError each, decoded in batches."""
+  results = read_codes_batch(codec, datas, names)
+  ok = [i for i, r in enumerate(results) if not isinstance(r, UserError)]
+  for _, idx in _groups([results[i][1].shape for i in ok]).items():
+    idx = [ok[n] for n in idx]
+    images = _batched(lambda c: _decode(codec.model, codec.variables, c),
+                      np.stack([results[i][1] for i in idx]).astype(np.int32))
+    for n, i in enumerate(idx):
+      header, codes = results[i]
+      results[i] = header, codes, _crop(images[n], header)
+  return results
+
+
 def decode_file(codec: Codec, data: bytes, name: str = 'the file'):
   """File bytes -> (header, codes [h, w], uint8 image [H, W, C] of the original size)."""
-  header, codes = read_codes(codec, data, name)
-  return header, codes, _crop(decode_codes(codec, codes[None])[0], header)
+  result = decode_files(codec, [data], [name])[0]
+  if isinstance(result, UserError):
+    raise result
+  return result
 
 
 def decompress(codec: Codec, data: bytes, name: str = 'the file') -> np.ndarray:

@@ -4,7 +4,11 @@
 $VQVAE_CACHE_DIR/models.json (default ~/.cache/vqvae-jax), replaced atomically:
 
   {"models": [{"model": "/abs/runs/fmnist" or null, "prior": "/abs/runs/prior" or null,
-               "model_fingerprint": "1a2b3c4d", "prior_fingerprint": "5e6f7a8b" or null}]}
+               "model_fingerprint": "1a2b3c4d", "prior_fingerprint": "5e6f7a8b" or null,
+               "coder_fingerprint": "9c0d1e2f" or null}]}
+
+(prior_fingerprint: the float prior, named by version-1 files; coder_fingerprint:
+its integer copy, which codes version-2 files.)
 
 (model null: the VQ-VAE the prior was trained on.) `decompress` without
 --model / --prior looks a file's fingerprint up there (newest entry first), then
@@ -47,7 +51,8 @@ def entry_for(codec, model_dir: str | None, prior_dir: str | None) -> dict:
   return {'model': os.path.abspath(model_dir) if model_dir else None,
           'prior': os.path.abspath(prior_dir) if prior_dir and has_prior else None,
           'model_fingerprint': codec.model_fingerprint.hex(),
-          'prior_fingerprint': codec.prior_fingerprint.hex() if has_prior else None}
+          'prior_fingerprint': codec.prior_fingerprint.hex() if has_prior else None,
+          'coder_fingerprint': codec.coder_fingerprint.hex() if has_prior else None}
 
 
 def remember(codec, model_dir: str | None, prior_dir: str | None,
@@ -73,7 +78,10 @@ def matches(entry: dict, header) -> bool:
   if header.version == 1:
     return header.model_fingerprint == model_fp and (
         header.method == codec_format.FIXED or header.prior_fingerprint == prior_fp)
-  use_prior = prior_fp if header.method == codec_format.PRIOR else None
+  coder_fp = entry.get('coder_fingerprint')
+  if header.method == codec_format.PRIOR and not coder_fp:
+    return False
+  use_prior = bytes.fromhex(coder_fp) if header.method == codec_format.PRIOR else None
   return header.fingerprint == codec_format.pair_fingerprint(model_fp, use_prior)
 
 

@@ -284,7 +284,8 @@ def ideal_bits(logits, codes) -> np.ndarray:
 
 # --- portable batched coding with the integer prior (format version 2) --------
 
-ENCODE_CHUNK = 64   # grids per all-label pass (memory: chunk * classes * h * w * K int32)
+ENCODE_CHUNK = 64          # grids per whole-grid pass, at most ...
+ENCODE_BYTES = 1 << 30     # ... and about this much memory for its logits
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -323,9 +324,12 @@ def encode_batch(iprior, arrays, codes, labels=None) -> list[tuple[bytes, int]]:
   """
   codes = np.asarray(codes, np.int32)
   out = []
-  for start in range(0, len(codes), ENCODE_CHUNK):
-    chunk = codes[start:start + ENCODE_CHUNK]
-    part = None if labels is None else np.asarray(labels)[start:start + ENCODE_CHUNK]
+  labels_per_grid = iprior.num_classes if labels is None else 1
+  per_grid = 8 * labels_per_grid * codes[0].size * iprior.num_codes if len(codes) else 1
+  step = max(1, min(ENCODE_CHUNK, ENCODE_BYTES // per_grid))
+  for start in range(0, len(codes), step):
+    chunk = codes[start:start + step]
+    part = None if labels is None else np.asarray(labels)[start:start + step]
     used, logits = integer_logits(iprior, arrays, chunk, part)
     freqs = frequencies_from_logits(np.asarray(logits))
     freqs = freqs.reshape(len(chunk), -1, freqs.shape[-1])
