@@ -628,7 +628,7 @@ def test_cli_registry_default_names_and_verbose(tiny_cli, tmp_path, capsys, monk
   tiny_cli('compress', src, '--prior', 'p', '-v')
   vqz = tmp_path / 'a' / 'im.vqz'
   out = capsys.readouterr().out
-  assert f'{vqz.stat().st_size} bytes' in out and ' s\n' in out
+  assert f'{vqz.stat().st_size} bytes' in out and ' s per image' in out
   assert model_registry.entries()[0]['prior'] == os.path.abspath('p')
   tiny_cli.loads.clear()
   assert _exit_code(tiny_cli, 'decompress', str(vqz)) == 2

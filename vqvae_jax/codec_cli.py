@@ -88,16 +88,13 @@ def _check_new(out: str, explicit: bool, force: bool) -> None:
     raise UserError(f'{out} exists: pass --force to replace it, or -o')
 
 
-def _batch(items, outputs, run_one) -> int:
-  """Runs `run_one(item, out)` for each; prints a line per failure; -> failures."""
-  failed = 0
-  for item, out in zip(items, outputs):
-    try:
-      run_one(item, out)
-    except UserError as e:
-      print(f'error: {e}', file=sys.stderr)
-      failed += 1
-  return failed
+def _report(error: UserError) -> None:
+  print(f'error: {error}', file=sys.stderr)
+
+
+def _chunks(items, outputs, size: int = compression.BATCH):
+  for start in range(0, len(items), size):
+    yield items[start:start + size], outputs[start:start + size]
 
 
 def _finish(failed: int, total: int, what: str) -> None:
@@ -107,30 +104,42 @@ def _finish(failed: int, total: int, what: str) -> None:
 
 def compress(args) -> None:
   """The `compress` command (args: images, model, prior, method, label, output,
-  force, verbose)."""
+  force, verbose): images are loaded, coded and written in batches."""
   codec = compression.load_codec(args.model, args.prior)
   method = args.method or ('prior' if args.prior else 'fixed')
   items = image_items(args.images, codec.channels)
   outputs = output_paths(items, args.output, '.vqz')
   totals = {'bytes': 0, 'pixels': 0, 'psnr': []}
-
-  def one(item, out):
-    _check_new(out, args.output is not None, args.force)
+  failed = 0
+  for part, outs in _chunks(items, outputs):
     start = time.perf_counter()
-    image = item.load()
-    result = compression.compress(codec, image, method, args.label)
-    fileio.atomic_write(out, result.data)
-    seconds = time.perf_counter() - start
-    size, pixels = os.path.getsize(out), image.shape[0] * image.shape[1]
-    label = '' if result.header.label is None else f', label {result.header.label}'
-    timing = f', {seconds:.3f} s' if args.verbose else ''
-    print(f'{item.name} -> {out}: {size} bytes, {8.0 * size / pixels:.4f} bpp, '
-          f'PSNR {result.psnr:.2f} dB{label}{timing}')
-    totals['bytes'] += size
-    totals['pixels'] += pixels
-    totals['psnr'].append(result.psnr)
-
-  failed = _batch(items, outputs, one)
+    images = {}
+    for n, (item, out) in enumerate(zip(part, outs)):
+      try:
+        _check_new(out, args.output is not None, args.force)
+        images[n] = item.load()
+      except UserError as e:
+        _report(e)
+        failed += 1
+    results = compression.compress_batch(codec, list(images.values()), method, args.label)
+    seconds = (time.perf_counter() - start) / max(1, len(images))
+    for n, result in zip(images, results):
+      try:
+        if isinstance(result, UserError):
+          raise UserError(f'{part[n].name}: {result}')
+        fileio.atomic_write(outs[n], result.data)
+      except UserError as e:
+        _report(e)
+        failed += 1
+        continue
+      size, pixels = os.path.getsize(outs[n]), images[n].shape[0] * images[n].shape[1]
+      label = '' if result.header.label is None else f', label {result.header.label}'
+      timing = f', {seconds:.4f} s per image in its batch' if args.verbose else ''
+      print(f'{part[n].name} -> {outs[n]}: {size} bytes, {8.0 * size / pixels:.4f} bpp, '
+            f'PSNR {result.psnr:.2f} dB{label}{timing}')
+      totals['bytes'] += size
+      totals['pixels'] += pixels
+      totals['psnr'].append(result.psnr)
   if totals['psnr']:
     model_registry.remember(codec, args.model, args.prior)
     print(f'total: {len(totals["psnr"])} images, {totals["bytes"]} bytes, '
@@ -140,7 +149,8 @@ def compress(args) -> None:
 
 
 def _codec_for(header, args, codecs: dict):
-  """The codec for a file: --model / --prior, else the registry's match."""
+  """The key of the codec for a file in `codecs` (loaded on first use):
+  --model / --prior, else the registry's match."""
   if args.model or args.prior:
     key = (args.model, args.prior)
   else:
@@ -154,7 +164,7 @@ def _codec_for(header, args, codecs: dict):
     source = 'given' if args.model or args.prior else 'from the registry'
     model = key[0] or "the prior's VQ-VAE"
     print(f'using model {model}, prior {key[1] or "none"} ({source})')
-  return codecs[key]
+  return key
 
 
 def _fingerprint(header) -> str:
@@ -165,29 +175,46 @@ def _fingerprint(header) -> str:
 
 def decompress(args) -> None:
   """The `decompress` command (args: files, model, prior, output, save_codes,
-  force, verbose)."""
+  force, verbose): files of one model are decoded in batches."""
   from vqvae_jax import compose  # pylint: disable=g-import-not-at-top
   items = [Item(p, os.path.dirname(p), None) for p in args.files]
   outputs = output_paths(items, args.output, '.png')
-  codecs = {}
-
-  def one(item, out):
-    _check_new(out, args.output is not None, args.force)
+  codecs, failed = {}, 0
+  for part, outs in _chunks(items, outputs):
     start = time.perf_counter()
-    data = read_bytes(item.name)
-    header, _ = codec_format.unpack(data, item.name)
-    codec = _codec_for(header, args, codecs)
-    header, codes, image = compression.decode_file(codec, data, item.name)
-    grids.save_png(image, out)
-    if args.save_codes:
-      compose.save_codes(os.path.splitext(out)[0] + '.npy', codes)
-    extra = ''
-    if args.verbose:
-      bpp = 8.0 * len(data) / (header.height * header.width)
-      extra = f', {len(data)} bytes, {bpp:.4f} bpp, {time.perf_counter() - start:.3f} s'
-    print(f'{item.name} -> {out} ({header.width}x{header.height}{extra})')
-
-  _finish(_batch(items, outputs, one), len(items), 'files')
+    by_codec = {}
+    for n, (item, out) in enumerate(zip(part, outs)):
+      try:
+        _check_new(out, args.output is not None, args.force)
+        data = read_bytes(item.name)
+        header, _ = codec_format.unpack(data, item.name)
+        key = _codec_for(header, args, codecs)
+        by_codec.setdefault(key, []).append((n, data))
+      except UserError as e:
+        _report(e)
+        failed += 1
+    for key, files in by_codec.items():
+      results = compression.decode_files(codecs[key], [d for _, d in files],
+                                         [part[n].name for n, _ in files])
+      seconds = (time.perf_counter() - start) / max(1, len(files))
+      for (n, data), result in zip(files, results):
+        try:
+          if isinstance(result, UserError):
+            raise result
+          header, codes, image = result
+          grids.save_png(image, outs[n])
+          if args.save_codes:
+            compose.save_codes(os.path.splitext(outs[n])[0] + '.npy', codes)
+        except UserError as e:
+          _report(e)
+          failed += 1
+          continue
+        extra = ''
+        if args.verbose:
+          bpp = 8.0 * len(data) / (header.height * header.width)
+          extra = f', {len(data)} bytes, {bpp:.4f} bpp, {seconds:.4f} s per file in its batch'
+        print(f'{part[n].name} -> {outs[n]} ({header.width}x{header.height}{extra})')
+  _finish(failed, len(items), 'files')
 
 
 def read_bytes(path: str) -> bytes:
