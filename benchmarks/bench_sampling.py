@@ -49,6 +49,7 @@ import optax
 
 from vqvae_jax import prior as prior_lib  # noqa: E402
 from vqvae_jax import sampling  # noqa: E402
+from benchmarks.machine import cpu_info  # noqa: E402
 
 GRIDS = 64
 SHAPE = (8, 8)
@@ -204,7 +205,7 @@ def main():
   out['runs'] = {k: v for k, v in runs.items() if v}
   out.update({'reference': torch_info, 'jax': jax.__version__,
               'backend': jax.default_backend(), 'malloc_tuned': bool(MALLOC_TUNED),
-              'python': platform.python_version(),
+              'python': platform.python_version(), **cpu_info(),
               'cpus': os.cpu_count(), 'loadavg_start_end': [load0[0], os.getloadavg()[0]],
               'wall_s': time.perf_counter() - t_start})
   print(json.dumps(out, separators=(',', ':')))

@@ -66,10 +66,11 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+
+from benchmarks.machine import CpuSnap, cpu_info  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -89,35 +90,6 @@ TORCH_BENCH = '/work/shared/bench/bench_torch.py'
 
 def log(*a):
   print(*a, file=sys.stderr, flush=True)
-
-
-class CpuSnap:
-  """Share of the whole machine used by other processes since creation."""
-
-  def __init__(self):
-    self.t, self.busy, self.own = time.perf_counter(), self._busy(), self._own()
-
-  @staticmethod
-  def _busy():
-    try:
-      with open('/proc/stat') as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-      return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf('SC_CLK_TCK')
-    except (OSError, IndexError, ValueError):
-      return None
-
-  @staticmethod
-  def _own():
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-  def other_frac(self):
-    b = self._busy()
-    wall = time.perf_counter() - self.t
-    if b is None or self.busy is None or wall <= 0:
-      return None
-    other = max(0.0, (b - self.busy) - (self._own() - self.own))
-    return round(other / (wall * (os.cpu_count() or 1)), 3)
 
 
 # ----------------------------------------------------------------------------
@@ -345,6 +317,7 @@ def main():
   out['malloc_tuned'] = bool(MALLOC_TUNED)
   out['jax'] = jax.__version__
   out['python'] = platform.python_version()
+  out.update(cpu_info())
   out['cpus'] = os.cpu_count()
   out['other_procs_cpu_frac'] = {'whole_run': whole.other_frac(), 'jax_rounds': jax_other,
                                  'torch_rounds': torch_other}

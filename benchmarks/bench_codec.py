@@ -1,0 +1,121 @@
+"""Codec throughput: prior-coded compress and decompress, images per second.
+
+Prints ONE JSON line on stdout (progress on stderr):
+
+  compress_imgs_per_s     PNG files -> .vqz files through the `compress`
+      command's code (codec_cli.compress: read, VQ-VAE encode, label choice
+      from one all-label pass of the integer prior, range coding, write),
+      timed after the models are loaded and compiled (one warm-up batch), so
+      process start-up and model loading are excluded.
+  decompress_imgs_per_s   .vqz -> PNG files the same way (codec_cli.decompress).
+  bits_per_pixel, psnr_db whole files (headers included) and the mean PSNR.
+  exact                   every decoded code grid equals the encoder's.
+  other_procs_cpu_frac    other processes' share of the machine (> 0.05: loaded).
+  machine                 CPU, ISA flags, JAX version, date (benchmarks.machine).
+
+Usage (a prior folder whose VQ-VAE was trained on Fashion-MNIST):
+  python benchmarks/bench_codec.py --prior runs/fmnist-prior --images 2000
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _ROOT)
+from vqvae_jax.cli_common import tune_malloc  # noqa: E402  (as the entry points do)
+MALLOC_TUNED = tune_malloc()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import glob  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks.machine import CpuSnap, runtime_info  # noqa: E402
+from vqvae_jax import codec_cli, compression  # noqa: E402
+from vqvae_jax.data import load  # noqa: E402
+
+
+def log(*a):
+  print(*a, file=sys.stderr, flush=True)
+
+
+def _args(**kw):
+  base = dict(model=None, prior=None, method='prior', label=None, output=None, force=True,
+              verbose=False, save_codes=False)
+  base.update(kw)
+  return argparse.Namespace(**base)
+
+
+def _quiet(fn, *a):
+  with contextlib.redirect_stdout(io.StringIO()):
+    return fn(*a)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--prior', required=True)
+  p.add_argument('--images', type=int, default=2000, help='test images to code')
+  p.add_argument('--split', default='test')
+  args = p.parse_args()
+  codec = compression.load_codec(prior_dir=args.prior)
+  with open(os.path.join(args.prior, 'config.json')) as f:
+    model_dir = json.load(f)['model']
+  with open(os.path.join(model_dir, 'config.json')) as f:
+    vq_config = json.load(f)
+  ds = load(vq_config['dataset'], args.split, data_folder=vq_config.get('data_folder') or None)
+  images = np.asarray(ds.images[:args.images])
+  with tempfile.TemporaryDirectory() as tmp:
+    src, vqz, out = (os.path.join(tmp, d) for d in ('png', 'vqz', 'out'))
+    for d in (src, vqz, out):
+      os.makedirs(d)
+    for i, image in enumerate(images):
+      Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+          os.path.join(src, f'{i:05d}.png'))
+    warm = sorted(glob.glob(os.path.join(src, '*.png')))[:compression.BATCH]
+    log('warm-up (compile)')
+    _quiet(codec_cli.compress, _args(images=warm, prior=args.prior, output=vqz))
+    _quiet(codec_cli.decompress, _args(files=sorted(glob.glob(os.path.join(vqz, '*.vqz'))),
+                                       prior=args.prior, output=out))
+    snap = CpuSnap()
+    log(f'compress {len(images)} images')
+    t = time.perf_counter()
+    _quiet(codec_cli.compress, _args(images=[src], prior=args.prior, output=vqz))
+    t_enc = time.perf_counter() - t
+    files = sorted(glob.glob(os.path.join(vqz, '*.vqz')))
+    log(f'decompress {len(files)} files')
+    t = time.perf_counter()
+    _quiet(codec_cli.decompress, _args(files=files, prior=args.prior, output=out,
+                                       save_codes=True))
+    t_dec = time.perf_counter() - t
+    other = snap.other_frac()
+    sizes = [os.path.getsize(f) for f in files]
+    decoded = np.stack([np.asarray(Image.open(os.path.join(out, f'{i:05d}.png')))
+                        for i in range(len(images))]).reshape(images.shape)
+    codes = compression.encode_images(codec, np.stack([compression.pad_image(x)
+                                                       for x in images]))
+    exact = all(np.array_equal(np.load(os.path.join(out, f'{i:05d}.npy')), codes[i])
+                for i in range(len(images)))
+  mse = np.mean((decoded.astype(np.float64) - images) ** 2, axis=(1, 2, 3))
+  result = {
+      'compress_imgs_per_s': len(images) / t_enc, 'decompress_imgs_per_s': len(images) / t_dec,
+      'images': len(images), 'image_shape': list(images.shape[1:]),
+      'bits_per_pixel': 8.0 * sum(sizes) / (len(images) * images.shape[1] * images.shape[2]),
+      'mean_file_bytes': float(np.mean(sizes)),
+      'psnr_db': float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12)))),
+      'exact': bool(exact), 'batch': compression.BATCH, 'prior': os.path.abspath(args.prior),
+      'other_procs_cpu_frac': other, 'malloc_tuned': bool(MALLOC_TUNED),
+      'machine': runtime_info()}
+  print(json.dumps(result, separators=(',', ':')))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,63 @@
+"""What every benchmark JSON says about where it ran: CPU, ISA, JAX, load."""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+
+
+def cpu_info() -> dict:
+  """CPU model name, core count and whether avx2 / avx512f / amx are present."""
+  name, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name' and name in ('', platform.machine()):
+          name = value.strip()
+        elif key.strip() == 'flags' and not flags:
+          flags = set(value.split())
+  except OSError:
+    pass
+  return {'cpu': name, 'cores': os.cpu_count(), 'avx2': 'avx2' in flags,
+          'avx512': 'avx512f' in flags, 'amx': any(f.startswith('amx') for f in flags)}
+
+
+def runtime_info() -> dict:
+  """cpu_info plus the JAX / jaxlib versions, the device and the date."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  device = jax.devices()[0]
+  return dict(cpu_info(), jax=jax.__version__, jaxlib=jaxlib.__version__,
+              device=f'{device.platform}: {device.device_kind}',
+              python=platform.python_version(), date=time.strftime('%Y-%m-%d'))
+
+
+class CpuSnap:
+  """Share of the whole machine used by other processes since creation."""
+
+  def __init__(self):
+    self.t, self.busy, self.own = time.perf_counter(), self._busy(), self._own()
+
+  @staticmethod
+  def _busy():
+    try:
+      with open('/proc/stat') as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+      return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+      return None
+
+  @staticmethod
+  def _own():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+  def other_frac(self):
+    b = self._busy()
+    wall = time.perf_counter() - self.t
+    if b is None or self.busy is None or wall <= 0:
+      return None
+    other = max(0.0, (b - self.busy) - (self._own() - self.own))
+    return round(other / (wall * (os.cpu_count() or 1)), 3)
