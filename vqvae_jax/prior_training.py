@@ -133,15 +133,32 @@ def evaluate(rstate, codeset, batch_size, p_eval, image_shape) -> dict:
           'bits_per_dim': float(bits_per_dim(per_image, image_shape))}
 
 
+def sample_images(prior, prior_params, vq_model, vq_variables, num_classes, per_class, grid,
+                  key, temperature=1.0):
+  """`per_class` decoded samples of each class, class by class.
+
+  Returns (images [num_classes * per_class, H, W, C] uint8, labels [same] int32
+  = [0] * per_class + [1] * per_class + ...); codes [.., h, w] come from
+  `sampling.sample_codes` with `key`, so the same key gives the same images.
+  """
+  labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), per_class)
+  codes = sampling.sample_codes(prior, prior_params, labels, tuple(grid), key, temperature)
+  images = jax.jit(lambda v, c: vq_model.apply(v, c, method=VQVAE.decode))(vq_variables, codes)
+  return grids.to_uint8(images), np.asarray(labels)
+
+
+def labelled_grid(images, class_names, per_class) -> np.ndarray:
+  """`sample_images`' images -> one labelled row per class: uint8 [H', W', 3]."""
+  image = grids.make_grid(images, ncol=per_class)
+  return grids.label_rows(image, class_names, row_height=images.shape[1] + 2)
+
+
 def sample_grid(prior, prior_params, vq_model, vq_variables, class_names, per_class, grid,
                 key, temperature=1.0) -> np.ndarray:
   """One row per class of decoded samples, labelled: uint8 [H', W', 3]."""
-  n = len(class_names)
-  labels = jnp.repeat(jnp.arange(n, dtype=jnp.int32), per_class)
-  codes = sampling.sample_codes(prior, prior_params, labels, tuple(grid), key, temperature)
-  images = jax.jit(lambda v, c: vq_model.apply(v, c, method=VQVAE.decode))(vq_variables, codes)
-  image = grids.make_grid(grids.to_uint8(images), ncol=per_class)
-  return grids.label_rows(image, class_names, row_height=images.shape[1] + 2)
+  images, _ = sample_images(prior, prior_params, vq_model, vq_variables, len(class_names),
+                            per_class, grid, key, temperature)
+  return labelled_grid(images, class_names, per_class)
 
 
 def _check_meta(config):
