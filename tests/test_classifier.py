@@ -6,12 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from fixtures import isolated_data, write_idx  # pylint: disable=unused-import
+from fixtures import write_idx
 from vqvae_jax import classifier
 from vqvae_jax.config_utils import load_config, override
 from vqvae_jax.errors import UserError
 
-pytestmark = pytest.mark.usefixtures('isolated_data')
 FAST = classifier.Options(epochs=6, batch_size=32, widths=(8, 16, 16), hidden=32)
 
 
@@ -43,9 +42,23 @@ def _config(folder):
 NAMES = [str(i) for i in range(10)]
 
 
-def test_learns_a_separable_task_and_measures_consistency(tmp_path):
-  test_images, test_labels = _write(tmp_path / 'd')
-  trained = classifier.get(_config(tmp_path / 'd'), NAMES, FAST)
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+  """Fixture data in a private cache; the first classifier is trained here."""
+  path = tmp_path_factory.mktemp('classifier')
+  old = os.environ.get('VQVAE_CACHE_DIR')
+  os.environ['VQVAE_CACHE_DIR'] = str(path / 'cache')
+  test = _write(path / 'd')
+  first = classifier.get(_config(path / 'd'), NAMES, FAST)
+  yield path, test, first
+  if old is None:
+    os.environ.pop('VQVAE_CACHE_DIR', None)
+  else:
+    os.environ['VQVAE_CACHE_DIR'] = old
+
+
+def test_learns_a_separable_task_and_measures_consistency(root):
+  _, (test_images, test_labels), trained = root
   assert trained.trained_now and trained.test_accuracy == 1.0
   x = test_images[..., None]
   # The real images of each class are labelled as their class ...
@@ -61,10 +74,9 @@ def test_learns_a_separable_task_and_measures_consistency(tmp_path):
   assert classifier.consistency(untrained, x, test_labels) < 0.7
 
 
-def test_the_classifier_is_cached_and_keyed_by_the_data(tmp_path):
-  _write(tmp_path / 'd')
+def test_the_classifier_is_cached_and_keyed_by_the_data(root):
+  tmp_path, _, first = root
   config = _config(tmp_path / 'd')
-  first = classifier.get(config, NAMES, FAST)
   meta = json.load(open(os.path.join(first.folder, 'meta.json')))
   assert meta['test_accuracy'] == first.test_accuracy and meta['n_train'] == 297
   again = classifier.get(config, NAMES, FAST)
@@ -78,11 +90,14 @@ def test_the_classifier_is_cached_and_keyed_by_the_data(tmp_path):
   _write(tmp_path / 'e', seed=10)
   other = classifier.get(_config(tmp_path / 'e'), NAMES, FAST)
   assert other.trained_now and other.folder != first.folder
-  assert classifier.get(config, NAMES, classifier.Options(
-      epochs=1, widths=(8, 16, 16), hidden=32)).folder != first.folder
+  images, labels = _bars(20, 0)
+  key = classifier.cache_key(images, labels, NAMES, FAST)
+  assert key != classifier.cache_key(images, labels, NAMES, classifier.Options(epochs=1))
+  assert key != classifier.cache_key(images, (labels + 1) % 3, NAMES, FAST)
 
 
-def test_one_class_and_missing_data_are_clear_errors(tmp_path):
+def test_one_class_and_missing_data_are_clear_errors(root):
+  tmp_path = root[0]
   with pytest.raises(UserError, match='does not apply'):
     classifier.get(_config(tmp_path), ['frames'], FAST)
   with pytest.raises(UserError):

@@ -47,7 +47,7 @@ class Options:
   max_steps: int = 2000
   batch_size: int = 128
   lr: float = 1e-3
-  widths: tuple = (32, 64, 128)
+  widths: tuple = (16, 32, 64)
   hidden: int = 128
   seed: int = 0
 
@@ -59,7 +59,7 @@ class CNN(nn.Module):
   flatten, Dense(hidden) + ReLU, Dense(num_classes).
   """
   num_classes: int
-  widths: tuple = (32, 64, 128)
+  widths: tuple = (16, 32, 64)
   hidden: int = 128
 
   @nn.compact
