@@ -26,7 +26,7 @@ def run(argv=None) -> dict:
   p.add_argument('--lr', type=float, default=None)
   p.add_argument('--beta', type=float, default=None, help='commitment loss weight')
   p.add_argument('--codebook', choices=('loss', 'ema'), default=None,
-                 help="'loss': the paper's codebook term (default); 'ema': moving averages")
+                 help="'ema': moving averages (default); 'loss': the paper's codebook term")
   p.add_argument('--restart-after', type=int, default=None,
                  help='restart a code unused for this many steps (0: never)')
   p.add_argument('--codebook-init', choices=('uniform', 'data', 'kmeans'), default=None)

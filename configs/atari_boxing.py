@@ -1,22 +1,32 @@
 """VQ-VAE on Atari 2600 Boxing frames (84x84 RGB, 21x21 codes).
 
     python train_vqvae.py --dataset atari-boxing --output-folder runs/boxing
+    python train_vqvae.py --config configs/atari_boxing.py:cpu --output-folder runs/boxing-cpu
 
 Data: generated on the first run with gymnasium + ale-py (their wheels ship the
 ROM) under a random policy: `num_frames` frames, deterministic for `seed`,
 resumable, stored in --data-folder (default ~/.cache/vqvae-jax/atari-boxing/).
-Splits are 80/10/10 in time order. `:tiny` is a seconds-long CPU variant.
+Splits are 80/10/10 in time order.
+Variants (see configs/common.py): `:paper` pytorch-vqvae's recipe exactly; `:cpu`
+the 2-core CPU budget (84x84x3 frames cost ~9x a 28x28x1 image: CPU_MAX_STEPS
+steps at batch CPU_BATCH below; 2-core AMD EPYC, wall time and test PSNR: to be
+measured); `:tiny` a seconds-long CPU variant.
 """
 from configs import common
+
+CPU_MAX_STEPS = 1500
+CPU_BATCH = 64
+
+
+def _tiny(c):
+  common.tiny(c)
+  c.image_size = 32
+  c.num_frames = 200
 
 
 def get_config(arg=None):
   c = common.vqvae_config(dataset='atari-boxing', image_size=84, channels=3)
   c.num_frames = 60000
-  if arg == 'tiny':
-    common.tiny(c)
-    c.image_size = 32
-    c.num_frames = 200
-  elif arg:
-    raise ValueError(f'unknown variant {arg!r} (known: tiny)')
-  return c.lock()
+  return common.variant(c, arg, (
+      ('tiny', _tiny),
+      ('cpu', lambda c: common.cpu(c, max_steps=CPU_MAX_STEPS, batch_size=CPU_BATCH))))

@@ -1,5 +1,23 @@
-"""Defaults shared by every data set's config (pytorch-vqvae's, unless stated)."""
+"""Defaults shared by every data set's config, and the `:paper` / `:cpu` / `:tiny` variants.
+
+The default recipe is pytorch-vqvae's architecture and optimiser (hidden 256,
+K 512, beta 1, Adam 2e-4, batch 128) with codebook health on: EMA codebook,
+restart of codes unused for 20 steps, codebook seeded from encoder outputs.
+`paper(c)` is pytorch-vqvae's recipe exactly; `cpu(c)` a step-budgeted recipe
+for a small CPU; `tiny(c)` a seconds-long one for tests.
+"""
 import ml_collections
+
+# The `:cpu` recipe (hidden 128 costs ~4x fewer FLOPs than 256). Starting values,
+# to be tuned by benchmarks/recipe_search.py; each config's docstring states
+# what was measured with them.
+CPU_HIDDEN = 128
+CPU_BATCH = 128
+CPU_MAX_STEPS = 6000
+CPU_LR = 7e-4
+CPU_SCHEDULE = 'cosine'
+CPU_WARMUP_STEPS = 300
+CPU_FINAL_LR_FRACTION = 0.05
 
 
 def vqvae_config(*, dataset, image_size, channels, num_epochs=100):
@@ -17,12 +35,19 @@ def vqvae_config(*, dataset, image_size, channels, num_epochs=100):
   # found 0.25 unstable on its setup and used 1.0.
   c.beta = 1.0
   c.lr = 2e-4
-  # Codebook (defaults: the paper's codebook loss, U(-1/K, 1/K) init, no restarts).
-  c.codebook = 'loss'         # 'loss': ||sg[z_e] - e||^2 (eq. 3); 'ema': EMA updates (app. A.1)
+  # Optimiser (vqvae_jax.optim): Adam at a constant lr unless set otherwise.
+  c.lr_schedule = 'constant'  # 'constant' | 'cosine' | 'linear' (decay over the run's steps)
+  c.warmup_steps = 0          # linear warm-up from 0 to lr
+  c.final_lr_fraction = 0.0   # cosine / linear: lr * this at the last step
+  c.grad_clip = 0.0           # > 0: clip gradients to this global norm
+  c.weight_decay = 0.0        # > 0: AdamW, on kernels only
+  # Codebook (defaults: codebook health on; `paper` restores the paper's loss,
+  # U(-1/K, 1/K) init and no restarts).
+  c.codebook = 'ema'          # 'loss': ||sg[z_e] - e||^2 (eq. 3); 'ema': EMA updates (app. A.1)
   c.ema_decay = 0.99          # EMA: gamma
   c.ema_epsilon = 1e-5        # EMA: Laplace smoothing of the counts
-  c.restart_after = 0         # > 0: re-initialise a code unused for this many steps
-  c.codebook_init = 'uniform'  # 'uniform' | 'data' (encoder outputs) | 'kmeans'
+  c.restart_after = 20        # > 0: re-initialise a code unused for this many steps
+  c.codebook_init = 'data'    # 'uniform' | 'data' (encoder outputs) | 'kmeans'
   c.codebook_init_batches = 4  # first training batches used by 'data' / 'kmeans'
   c.kmeans_iters = 10
   c.batch_size = 128          # global, split over the local devices
@@ -52,3 +77,48 @@ def tiny(c):
   c.num_recon = 8
   c.progress = False
   return c
+
+
+def paper(c):
+  """pytorch-vqvae's recipe exactly: the codebook loss (eq. 3), U(-1/K, 1/K) init,
+  no restarts, beta 1, Adam 2e-4 at a constant rate, hidden 256, K 512, batch 128."""
+  c.hidden_size = 256
+  c.k = 512
+  c.beta = 1.0
+  c.lr = 2e-4
+  c.lr_schedule = 'constant'
+  c.warmup_steps = 0
+  c.final_lr_fraction = 0.0
+  c.grad_clip = 0.0
+  c.weight_decay = 0.0
+  c.codebook = 'loss'
+  c.restart_after = 0
+  c.codebook_init = 'uniform'
+  c.batch_size = 128
+  return c
+
+
+def cpu(c, *, max_steps=CPU_MAX_STEPS, batch_size=CPU_BATCH):
+  """A step budget for a small CPU: hidden CPU_HIDDEN, `max_steps` updates with a
+  cosine schedule after a linear warm-up (codebook health as in the default)."""
+  c.hidden_size = CPU_HIDDEN
+  c.batch_size = batch_size
+  c.max_steps = max_steps
+  c.lr = CPU_LR
+  c.lr_schedule = CPU_SCHEDULE
+  c.warmup_steps = CPU_WARMUP_STEPS
+  c.final_lr_fraction = CPU_FINAL_LR_FRACTION
+  return c
+
+
+def variant(c, arg, extra=()):
+  """Applies the variant `arg` ('tiny', 'paper', 'cpu' or None) to `c` and locks it.
+
+  extra: (name, function) pairs of a data set's own variants.
+  """
+  known = dict((('tiny', tiny), ('paper', paper), ('cpu', cpu)) + tuple(extra))
+  if arg and arg not in known:
+    raise ValueError(f'unknown variant {arg!r} (known: {", ".join(sorted(known))})')
+  if arg:
+    known[arg](c)
+  return c.lock()

@@ -98,12 +98,24 @@ def test_evaluate_library_and_cli(trained, capsys):
   want = json.load(open(root / 'prior' / 'test_metrics.json'))
   assert prior['bits_per_code'] == pytest.approx(want['bits_per_code'], rel=1e-4)
   assert prior['bits_per_dim'] == pytest.approx(want['bits_per_dim'], rel=1e-4)
+  # Class consistency of 100 samples per class at temperature 1 (random fixture
+  # images: the number is meaningless, its bookkeeping is not).
+  cc = result['class_consistency']
+  assert cc['samples_per_class'] == 100 and cc['temperature'] == 1.0 and cc['reason'] is None
+  assert 0.0 <= cc['value'] <= 1.0 and 0.0 <= cc['classifier_test_accuracy'] <= 1.0
+  assert sorted(cc['per_class']) == [str(i) for i in range(10)]
+  assert np.mean(list(cc['per_class'].values())) == pytest.approx(cc['value'])
+  again = evaluation.evaluate(str(root / 'vq'), prior_dir=str(root / 'prior'), split='test',
+                              consistency_per_class=100)
+  assert again['class_consistency']['value'] == cc['value']  # keys from the seed
+  assert os.path.isfile(os.path.join(cc['classifier'], 'meta.json'))
   # The command: JSON file, readable table, reconstruction grid.
   out = root / 'eval.json'
   cli.main(['evaluate', '--model', str(root / 'vq'), '--prior', str(root / 'prior'),
             '--output', str(out), '--recon-grid', str(root / 'grid.png')])
   printed = capsys.readouterr().out
   assert 'PSNR (dB)' in printed and 'bits/dim' in printed and 'codes used' in printed
+  assert 'class consistency' in printed
   saved = json.load(open(out))
   assert saved['psnr'] == pytest.approx(result['psnr']) and saved['prior'] is not None
   assert os.path.getsize(root / 'grid.png') > 0

@@ -85,6 +85,34 @@ def test_sample_command_writes_a_labelled_grid(runs, tmp_path):
   np.testing.assert_array_equal(image, np.asarray(Image.open(tmp_path / 't.png')))
 
 
+def test_sample_npz_holds_the_grid_images_and_their_labels(runs, tmp_path, capsys):
+  root, _, _ = runs
+  from vqvae_jax.__main__ import main  # pylint: disable=g-import-not-at-top
+  main(['sample', '--prior', str(root / 'prior'), '-o', str(tmp_path / 's.npz'),
+        '--per-class', '3', '--seed', '4'])
+  out = capsys.readouterr().out
+  assert 'class consistency:' in out and '% of 30 samples' in out
+  with np.load(tmp_path / 's.npz') as f:
+    images, labels = f['images'], f['labels']
+  assert images.shape == (30, 28, 28, 1) and images.dtype == np.uint8
+  assert labels.dtype.kind == 'i'
+  np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 3))
+  # The same seed's PNG shows the same images, class i in row i (2-pixel padding,
+  # a 110-pixel label margin on the left).
+  main(['sample', '--prior', str(root / 'prior'), '-o', str(tmp_path / 's.png'),
+        '--per-class', '3', '--seed', '4', '--no-consistency'])
+  assert 'class consistency' not in capsys.readouterr().out
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  grid = np.asarray(Image.open(tmp_path / 's.png'))
+  for i in range(30):
+    r, c = divmod(i, 3)
+    y, x = 2 + 30 * r, 110 + 2 + 30 * c
+    np.testing.assert_array_equal(grid[y:y + 28, x:x + 28, 0], images[i, ..., 0])
+  with pytest.raises(SystemExit) as e:
+    main(['sample', '--prior', str(root / 'prior'), '-o', str(tmp_path / 's.jpg')])
+  assert e.value.code == 2 and '.npz' in capsys.readouterr().err
+
+
 def test_mismatched_flags_and_folders_are_clear_errors(runs, tmp_path, capsys):
   root, _, _ = runs
   import train_prior  # pylint: disable=g-import-not-at-top

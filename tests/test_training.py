@@ -15,9 +15,9 @@ import optax
 import pytest
 
 from fixtures import write_mnist_folder
-from vqvae_jax import training
+from vqvae_jax import optim, training
 from vqvae_jax.checkpoints import Checkpointer
-from vqvae_jax.config_utils import load_config
+from vqvae_jax.config_utils import load_config, override
 from vqvae_jax.loop import AXIS, replicate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,13 +126,16 @@ def _final_params(workdir):
 
 
 def test_cli_run_outputs_and_kill_resume_equals_uninterrupted(tmp_path):
-  """SIGKILL mid-run, rerun the same command: same final parameters."""
+  """SIGKILL mid-run, rerun the same command: same final parameters, with a
+  warm-up + cosine schedule, gradient clipping and AdamW (their states resume)."""
   data_dir = tmp_path / 'mnist'
   write_mnist_folder(str(data_dir), n_train=140, n_test=20)  # valid 14, train 126
   env = _env(tmp_path)
   args = ['--config', 'configs/mnist.py:tiny', '--dataset', 'mnist',
           '--data-folder', str(data_dir), '--set', 'image_size=28', '--batch-size', '8',
-          '--num-epochs', '2', '--set', 'ckpt_every=3']
+          '--num-epochs', '2', '--set', 'ckpt_every=3', '--set', 'lr_schedule=cosine',
+          '--set', 'warmup_steps=4', '--set', 'final_lr_fraction=0.1',
+          '--set', 'grad_clip=0.5', '--set', 'weight_decay=1e-4']
   full = _run(args + ['--output-folder', str(tmp_path / 'full')], env, timeout=300, cwd=REPO)
   assert full.returncode == 0, full.stderr[-3000:]
 
@@ -218,6 +221,9 @@ def test_unknown_override_and_incompatible_resume(tmp_path, capsys, monkeypatch)
   train_vqvae.main(base)
   code, err = _main_exit(capsys, base + ['--k', '32'])
   assert code == 2 and 'k: saved 16, now 32' in err
+  # another optimiser state tree (a schedule) cannot resume this one
+  code, err = _main_exit(capsys, base + ['--set', 'lr_schedule=cosine'])
+  assert code == 2 and 'optimiser: saved constant lr' in err and 'Traceback' not in err
   # the refused run left the saved run's config.json alone
   assert json.load(open(tmp_path / 'o' / 'config.json'))['k'] == 16
   (tmp_path / 'afile').write_text('x')
@@ -264,3 +270,45 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path):
   again = _run(args + ['--max-steps', str(steps[0] + 1)], env, timeout=300, cwd=REPO)
   assert again.returncode == 0, again.stderr[-3000:]
   assert f'resuming from step {steps[0]}' in again.stderr
+
+
+def test_checkpoint_of_an_older_version_restores_and_resumes(tmp_path, capsys, monkeypatch):
+  """A run saved before the optimiser and codebook keys existed (plain Adam, the
+  paper's codebook, no `codebook` / `lr_schedule` / ... in its config) restores,
+  is refused by the new EMA default with a hint, and resumes as the paper recipe."""
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  write_mnist_folder(str(tmp_path / 'd'), n_train=60, n_test=10)  # train 54: 6 steps of 8
+  config = load_config('mnist:tiny')
+  override(config, 'data_folder', str(tmp_path / 'd'))
+  new_keys = set(optim.DEFAULTS) | {'codebook'}
+  old = {k: v for k, v in config.to_dict().items() if k not in new_keys}
+  old.update(restart_after=0, codebook_init='uniform')
+  # The old state: parameters, BatchNorm statistics, steps-unused counters, optax.adam.
+  model = training.make_model(config)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False)
+  state = training.TrainState.create(
+      apply_fn=model.apply, params=variables['params'], batch_stats=variables['batch_stats'],
+      codebook_state={'unused': jnp.zeros((config.k,), jnp.int32)}, tx=optax.adam(config.lr))
+  state = state.apply_gradients(grads=jax.tree.map(jnp.ones_like, state.params))
+  z = np.zeros((), np.float32)
+  sums = {'loss': z, 'recon': z, 'codebook': z, 'commitment': z,
+          'counts': np.zeros((config.k,), np.int32), 'restarts': np.zeros((), np.int32)}
+  workdir = tmp_path / 'old'
+  ckpt = Checkpointer(str(workdir / 'checkpoints'))
+  ckpt.save(1, {'state': flax.serialization.to_state_dict(state), 'epoch_sums': sums},
+            {'kind': 'vqvae', 'config': old, 'class_names': [str(i) for i in range(10)],
+             'image_shape': [28, 28, 1], 'step': 1, 'epoch': 0, 'valid': None})
+  ckpt.wait()
+  ckpt.close()
+  _, restored, meta = training.restore_vqvae(str(workdir))
+  assert meta['step'] == 1
+  for a, b in zip(jax.tree.leaves(restored['params']), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  base = ['--dataset', 'mnist', '--data-folder', str(tmp_path / 'd'), '--output-folder',
+          str(workdir), '--config', 'mnist:tiny', '--max-steps', '3', '--no-progress']
+  code, err = _main_exit(capsys, base)
+  assert code == 2 and "codebook: saved 'loss', now 'ema'" in err and ':paper' in err
+  import train_vqvae  # pylint: disable=g-import-not-at-top
+  result = train_vqvae.run(base + ['--codebook', 'loss'])
+  assert result['step'] == 3
+  assert 'resuming from step 1' in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Command line: `python -m vqvae_jax <command> ...`.
 
-  sample        class-conditional samples from a trained prior, as a labelled PNG grid
+  sample        class-conditional samples from a trained prior: a labelled PNG grid or .npz
   compress      images -> .vqz files (fixed-length codes, or entropy-coded with the prior)
   decompress    .vqz files -> PNG images
   info          print the header of .vqz files (no model needed)
@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 from vqvae_jax import cli_common
 from vqvae_jax.errors import cli
 
@@ -21,20 +23,58 @@ from vqvae_jax.errors import cli
 def _sample(args):
   import jax  # pylint: disable=g-import-not-at-top
   from vqvae_jax import checkpoints, grids, prior_training, training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  if args.temperature <= 0 or args.per_class < 1:
+    raise UserError('--temperature must be > 0 and --per-class >= 1')
+  if not args.output.lower().endswith(('.png', '.npz')):
+    raise UserError(f'-o {args.output}: name a .png (labelled grid) or .npz (arrays) file')
   prior, params, meta = prior_training.restore_prior(args.prior)
   vq_dir = args.model or meta['config']['model']
-  vq_model, vq_vars, _ = training.restore_vqvae(vq_dir)
+  vq_model, vq_vars, vq_meta = training.restore_vqvae(vq_dir)
   if checkpoints.vqvae_fingerprint(vq_vars) != meta['vqvae_fingerprint']:
-    from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
     raise UserError(f'the VQ-VAE in {vq_dir} is not the one this prior was trained on')
-  if args.temperature <= 0 or args.per_class < 1:
-    from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-    raise UserError('--temperature must be > 0 and --per-class >= 1')
-  image = prior_training.sample_grid(prior, params, vq_model, vq_vars, meta['class_names'],
-                                     args.per_class, meta['grid'],
-                                     jax.random.key(args.seed), args.temperature)
-  grids.save_png(image, args.output)
-  print(f'wrote {args.output} ({len(meta["class_names"])} classes x {args.per_class} samples)')
+  names = meta['class_names']
+  images, labels = prior_training.sample_images(
+      prior, params, vq_model, vq_vars, len(names), args.per_class, meta['grid'],
+      jax.random.key(args.seed), args.temperature)
+  if args.output.lower().endswith('.npz'):
+    _save_npz(args.output, images=images, labels=labels.astype(np.int32),
+              class_names=np.asarray(names, dtype=str))
+  else:
+    grids.save_png(prior_training.labelled_grid(images, names, args.per_class), args.output)
+  print(f'wrote {args.output} ({len(names)} classes x {args.per_class} samples)')
+  if not args.no_consistency:
+    _print_consistency(vq_meta, args.data_folder, images, labels)
+
+
+def _save_npz(path, **arrays):
+  import io  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  fileio.atomic_write(path, buf.getvalue())
+
+
+def _print_consistency(vq_meta, data_folder, images, labels):
+  """Prints the fraction of samples a classifier of the real data labels as their
+  class (training it once if needed), or why it cannot be measured."""
+  from vqvae_jax import classifier, evaluation  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  names = vq_meta['class_names']
+  if len(names) < 2:
+    print('class consistency: not applicable (the data set has one class)')
+    return
+  config = evaluation.run_config(vq_meta, data_folder)
+  print(f'class consistency: a classifier of {config.dataset} (trained once on its real '
+        'training split, then cached) ...', flush=True)
+  try:
+    trained = classifier.get(config, names)
+  except UserError as e:
+    print(f'class consistency: not measured ({e})')
+    return
+  value = classifier.consistency(trained, images, labels)
+  print(f'class consistency: {100 * value:.1f}% of {len(labels)} samples labelled as their '
+        f'class (classifier test accuracy {100 * trained.test_accuracy:.1f}%)')
 
 
 def _compress(args):
@@ -136,9 +176,13 @@ def _add_codec_commands(sub):
 
 def _evaluate(args):
   from vqvae_jax import evaluation, fileio, grids, training  # pylint: disable=g-import-not-at-top
+  if args.per_class < 0:
+    from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+    raise UserError(f'--per-class must be >= 0, got {args.per_class}')
   result = evaluation.evaluate(args.model, split=args.split, prior_dir=args.prior,
                                which=args.which, batch_size=args.batch_size,
-                               data_folder=args.data_folder)
+                               data_folder=args.data_folder,
+                               consistency_per_class=args.per_class)
   output = args.output or os.path.join(args.model, f'evaluation_{args.split}.json')
   fileio.write_json(output, result)
   print(evaluation.format_table(result))
@@ -164,6 +208,8 @@ def _add_evaluate_command(sub):
   e.add_argument('--recon-grid', default=None, metavar='PNG',
                  help='also write originals over reconstructions of the first images')
   e.add_argument('--num-recon', type=int, default=32)
+  e.add_argument('--per-class', type=int, default=100,
+                 help='with --prior: samples per class for the class consistency (0: skip)')
 
 
 @cli
@@ -175,10 +221,16 @@ def main(argv=None):
   s.add_argument('--prior', required=True, help='the prior output folder')
   s.add_argument('--model', default=None, help='the VQ-VAE folder (default: the one the '
                                                'prior was trained on)')
-  s.add_argument('-o', '--output', default='samples.png')
+  s.add_argument('-o', '--output', default='samples.png',
+                 help='.png: one labelled row per class; .npz: images [N, H, W, C] uint8 '
+                      'and labels [N] int32, N = classes x --per-class')
   s.add_argument('--per-class', type=int, default=8)
   s.add_argument('--temperature', type=float, default=1.0)
   s.add_argument('--seed', type=int, default=0)
+  s.add_argument('--no-consistency', action='store_true',
+                 help='do not measure class consistency after sampling')
+  s.add_argument('--data-folder', default=None,
+                 help='where the VQ-VAE\'s data set is now (for the classifier)')
   _add_codec_commands(sub)
   _add_evaluate_command(sub)
   args = parser.parse_args(argv)

@@ -15,7 +15,9 @@ fraction (and number) of the K codes used at least once.
 
 Prior (optional): NLL of the split's code grids given their labels, in bits
 per code and in bits per image dimension (see `vqvae_jax.prior.bits_per_dim`
-for what that number is and is not).
+for what that number is and is not), and the class consistency of its samples:
+`per_class` samples of each class at temperature 1, keys from the prior's seed,
+labelled by a classifier of the real training split (`vqvae_jax.classifier`).
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from jax import lax
 from vqvae_jax import checkpoints, data, quantizer, training
 from vqvae_jax.errors import UserError
 
+CONSISTENCY_PER_CLASS = 100
+_CONSISTENCY_STREAM = 3  # fold_in(key(prior seed), this): the samples' key
 _SSIM_SIGMA = 1.5
 _SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11x11 window
 
@@ -161,14 +165,42 @@ def prior_nll(prior_dir: str, codes, labels, vq_variables, image_shape, batch_si
           'bits_per_dim': float(prior_lib.bits_per_dim(per_image, image_shape))}
 
 
+def class_consistency(prior_dir: str, vq_model, vq_variables, config, class_names,
+                      per_class: int = CONSISTENCY_PER_CLASS) -> dict:
+  """Class consistency of the prior's samples (see `vqvae_jax.classifier`).
+
+  Draws `per_class` samples of every class at temperature 1 with the key
+  fold_in(key(prior seed), 3) and classifies them. Returns {'value': fraction
+  labelled as their class, or None, 'reason' (why None), 'per_class': {name:
+  fraction}, 'samples_per_class', 'temperature', 'classifier_test_accuracy',
+  'classifier'}: the cache folder.
+  """
+  from vqvae_jax import classifier, prior_training  # pylint: disable=g-import-not-at-top
+  out = {'value': None, 'reason': None, 'samples_per_class': per_class, 'temperature': 1.0}
+  try:
+    trained = classifier.get(config, class_names)
+  except UserError as e:
+    return dict(out, reason=str(e))
+  prior, params, meta = prior_training.restore_prior(prior_dir)
+  key = jax.random.fold_in(jax.random.key(int(meta['config']['seed'])), _CONSISTENCY_STREAM)
+  images, labels = prior_training.sample_images(prior, params, vq_model, vq_variables,
+                                                len(class_names), per_class, meta['grid'],
+                                                key, 1.0)
+  return dict(out, value=classifier.consistency(trained, images, labels),
+              per_class=classifier.per_class(trained, images, labels, class_names),
+              classifier_test_accuracy=trained.test_accuracy, classifier=trained.folder)
+
+
 def evaluate(model_dir: str, *, split: str = 'test', prior_dir: str | None = None,
-             which: str = 'best', batch_size: int = 256, data_folder: str | None = None) -> dict:
+             which: str = 'best', batch_size: int = 256, data_folder: str | None = None,
+             consistency_per_class: int = CONSISTENCY_PER_CLASS) -> dict:
   """Evaluates the VQ-VAE in `model_dir` (and optionally its prior) on `split`.
 
   Returns a JSON-able dict: split, n, model, step, config (the codebook
   settings), mse, mse01, psnr, ssim (None for images under 11 pixels a side),
-  perplexity, usage, codes_used, k, and prior (None, or dir, step,
-  bits_per_code, bits_per_dim).
+  perplexity, usage, codes_used, k, prior (None, or dir, step,
+  bits_per_code, bits_per_dim) and class_consistency (None without a prior or
+  with consistency_per_class 0, else `class_consistency`'s dict).
   """
   if batch_size < 1:
     raise UserError(f'batch size must be positive, got {batch_size}')
@@ -177,15 +209,19 @@ def evaluate(model_dir: str, *, split: str = 'test', prior_dir: str | None = Non
   ds = training.load_split(config, split)
   metrics, codes = reconstruction_metrics(model, variables, ds, batch_size)
   keys = ('dataset', 'hidden_size', 'k', 'batch_size', 'lr', 'beta', 'codebook', 'ema_decay',
-          'restart_after', 'codebook_init')
+          'restart_after', 'codebook_init', 'lr_schedule', 'warmup_steps', 'final_lr_fraction',
+          'grad_clip', 'weight_decay', 'max_steps')
   result = {'split': split, 'n': len(ds), 'model': os.path.abspath(model_dir),
             'step': int(meta['step']), 'config': {k: config.get(k) for k in keys}, 'k': model.k}
   result.update(metrics)
-  result['prior'] = None
+  result['prior'] = result['class_consistency'] = None
   if prior_dir:
     labels = data.relabel(ds, meta['class_names'])
     result['prior'] = prior_nll(prior_dir, codes, labels, variables,
                                 tuple(meta['image_shape']), batch_size)
+    if consistency_per_class > 0:
+      result['class_consistency'] = class_consistency(
+          prior_dir, model, variables, config, meta['class_names'], consistency_per_class)
   return result
 
 
@@ -212,5 +248,11 @@ def format_table(result: dict) -> str:
   if result.get('prior'):
     rows += [('prior NLL (bits/code)', f'{result["prior"]["bits_per_code"]:.4f}'),
              ('prior NLL (bits/dim)', f'{result["prior"]["bits_per_dim"]:.4f}')]
+  cc = result.get('class_consistency')
+  if cc:
+    rows.append(('class consistency', f'not measured ({cc["reason"]})' if cc['value'] is None
+                 else f'{100 * cc["value"]:.1f}% of {cc["samples_per_class"]} samples per '
+                      f'class at temperature 1 (classifier test accuracy '
+                      f'{100 * cc["classifier_test_accuracy"]:.1f}%)'))
   width = max(len(name) for name, _ in rows)
   return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)

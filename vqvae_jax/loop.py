@@ -127,9 +127,7 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
   if spe == 0:
     raise UserError(f'batch size {config.batch_size} is larger than the training set '
                     f'({len(train_ds)} examples)')
-  total = spe * config.num_epochs
-  if config.max_steps > 0:
-    total = min(total, config.max_steps)
+  total = total_steps(config, train_ds)
 
   def _step(st, sums, images, labels):
     st, metrics = task.step_fn(st, images, labels)
@@ -227,6 +225,13 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
     writer.close()
   return {'step': step, 'epoch': step / spe, 'valid': valid,
           'stopped_early': step < total, 'state': rstate}
+
+
+def total_steps(config, train_ds) -> int:
+  """The run's length in updates: num_epochs * steps_per_epoch, capped by
+  max_steps > 0 (learning-rate schedules decay over it)."""
+  total = data.steps_per_epoch(train_ds, config.batch_size) * config.num_epochs
+  return min(total, config.max_steps) if config.max_steps > 0 else total
 
 
 def _augmented(batches, seed, epoch, first_step, first_index):

@@ -21,10 +21,10 @@ import optax
 from flax.training import train_state
 from jax import lax
 
-from vqvae_jax import checkpoints, data, grids, sampling
+from vqvae_jax import checkpoints, data, grids, optim, sampling
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import atomic_write, make_output_folder, write_json
-from vqvae_jax.loop import AXIS, Task, fit, replicate
+from vqvae_jax.loop import AXIS, Task, fit, replicate, total_steps
 from vqvae_jax.models import VQVAE
 from vqvae_jax.prior import GatedPixelCNN, bits_per_dim, cross_entropy, nll_bits
 from vqvae_jax.training import DTYPES, load_split, restore_vqvae, to_float
@@ -87,11 +87,14 @@ def make_prior(config, k: int, num_classes: int, training: bool = False) -> Gate
                        dtype=DTYPES[config.precision] if training else jnp.float32)
 
 
-def create_prior_state(rng, model: GatedPixelCNN, grid, lr: float):
+def create_prior_state(rng, model: GatedPixelCNN, grid, lr: float, tx=None):
+  """Parameters for code grids `grid` (h, w) and the optimiser `tx` (an optax
+  transformation; default `optax.adam(lr)`, see `vqvae_jax.optim`)."""
   codes = jnp.zeros((1,) + tuple(grid), jnp.int32)
   params = jax.jit(model.init)(rng, codes, jnp.zeros((1,), jnp.int32))['params']
-  return train_state.TrainState.create(apply_fn=model.apply, params=params,
-                                       tx=optax.adam(lr)).replace(step=jnp.zeros((), jnp.int32))
+  return train_state.TrainState.create(
+      apply_fn=model.apply, params=params,
+      tx=optax.adam(lr) if tx is None else tx).replace(step=jnp.zeros((), jnp.int32))
 
 
 def prior_train_step(state, codes, labels, *, model: GatedPixelCNN):
@@ -130,15 +133,32 @@ def evaluate(rstate, codeset, batch_size, p_eval, image_shape) -> dict:
           'bits_per_dim': float(bits_per_dim(per_image, image_shape))}
 
 
+def sample_images(prior, prior_params, vq_model, vq_variables, num_classes, per_class, grid,
+                  key, temperature=1.0):
+  """`per_class` decoded samples of each class, class by class.
+
+  Returns (images [num_classes * per_class, H, W, C] uint8, labels [same] int32
+  = [0] * per_class + [1] * per_class + ...); codes [.., h, w] come from
+  `sampling.sample_codes` with `key`, so the same key gives the same images.
+  """
+  labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), per_class)
+  codes = sampling.sample_codes(prior, prior_params, labels, tuple(grid), key, temperature)
+  images = jax.jit(lambda v, c: vq_model.apply(v, c, method=VQVAE.decode))(vq_variables, codes)
+  return grids.to_uint8(images), np.asarray(labels)
+
+
+def labelled_grid(images, class_names, per_class) -> np.ndarray:
+  """`sample_images`' images -> one labelled row per class: uint8 [H', W', 3]."""
+  image = grids.make_grid(images, ncol=per_class)
+  return grids.label_rows(image, class_names, row_height=images.shape[1] + 2)
+
+
 def sample_grid(prior, prior_params, vq_model, vq_variables, class_names, per_class, grid,
                 key, temperature=1.0) -> np.ndarray:
   """One row per class of decoded samples, labelled: uint8 [H', W', 3]."""
-  n = len(class_names)
-  labels = jnp.repeat(jnp.arange(n, dtype=jnp.int32), per_class)
-  codes = sampling.sample_codes(prior, prior_params, labels, tuple(grid), key, temperature)
-  images = jax.jit(lambda v, c: vq_model.apply(v, c, method=VQVAE.decode))(vq_variables, codes)
-  image = grids.make_grid(grids.to_uint8(images), ncol=per_class)
-  return grids.label_rows(image, class_names, row_height=images.shape[1] + 2)
+  images, _ = sample_images(prior, prior_params, vq_model, vq_variables, len(class_names),
+                            per_class, grid, key, temperature)
+  return labelled_grid(images, class_names, per_class)
 
 
 def _check_meta(config):
@@ -148,6 +168,9 @@ def _check_meta(config):
       raise UserError(f'the output folder holds a {meta.get("kind")!r} run, not a prior')
     diff = [f'{k}: saved {saved.get(k)!r}, now {config[k]!r}'
             for k in PRIOR_KEYS if saved.get(k) != config[k]]
+    if optim.structure(saved) != optim.structure(config):
+      diff.append(f'optimiser: saved {optim.describe_structure(saved)}, now '
+                  f'{optim.describe_structure(config)}')
     if os.path.abspath(saved.get('model', '')) != os.path.abspath(config.model):
       diff.append(f'model: saved {saved.get("model")!r}, now {config.model!r}')
     if diff:
@@ -168,6 +191,7 @@ def train_prior(config, workdir: str) -> dict:
   with the test NLL ('test': bits per code, bits per image dimension)."""
   if not config.model:
     raise UserError('--model (the VQ-VAE output folder) is required')
+  optim.check(config)
   vq_model, vq_vars, vq_meta = restore_vqvae(config.model)
   vq_config = _vq_config(vq_meta, config.data_folder)
   class_names = vq_meta['class_names']
@@ -177,7 +201,8 @@ def train_prior(config, workdir: str) -> dict:
   grid = codes['train'].image_shape
   model = make_prior(config, vq_config.k, len(class_names), training=True)
   eval_prior = make_prior(config, vq_config.k, len(class_names))
-  state = create_prior_state(jax.random.key(config.seed), model, grid, config.lr)
+  state = create_prior_state(jax.random.key(config.seed), model, grid, config.lr,
+                             tx=optim.from_config(config, total_steps(config, codes['train'])))
   p_eval = jax.pmap(functools.partial(prior_eval_step, model=eval_prior), axis_name=AXIS)
   sample_key = jax.random.fold_in(jax.random.key(config.seed), 1)
 
@@ -213,7 +238,8 @@ def restore_prior(workdir: str, which: str = 'best'):
   def make_state(meta):
     config = ml_collections.ConfigDict(meta['config'])
     model = make_prior(config, meta['k'], len(meta['class_names']))
-    state = create_prior_state(jax.random.key(0), model, meta['grid'], config.lr)
+    state = create_prior_state(jax.random.key(0), model, meta['grid'], config.lr,
+                               tx=optim.from_config(config, total_steps=1))
     return model, state, {'loss': np.zeros((), np.float32)}
 
   model, state, meta = checkpoints.restore_run(workdir, 'prior', which, make_state)

@@ -23,10 +23,10 @@ import optax
 from flax.training import train_state
 from jax import lax
 
-from vqvae_jax import checkpoints, data, grids, quantizer
+from vqvae_jax import checkpoints, data, grids, optim, quantizer
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import make_output_folder
-from vqvae_jax.loop import AXIS, Task, fit
+from vqvae_jax.loop import AXIS, Task, fit, total_steps
 from vqvae_jax.models import VQVAE
 
 # Config keys a checkpoint must agree on to be resumed or used.
@@ -72,9 +72,10 @@ def make_model(config, axis_name=None) -> VQVAE:
 
 
 def create_train_state(rng, model: VQVAE, image_shape, lr: float,
-                       codebook: str = 'loss') -> TrainState:
-  """Initialises parameters, BatchNorm and codebook statistics and Adam for
-  images [H, W, C]; `codebook` is 'loss' or 'ema'."""
+                       codebook: str = 'loss', tx=None) -> TrainState:
+  """Initialises parameters, BatchNorm and codebook statistics and the optimiser
+  for images [H, W, C]; `codebook` is 'loss' or 'ema'; `tx` an optax
+  transformation (default `optax.adam(lr)`, see `vqvae_jax.optim`)."""
   if codebook not in CODEBOOKS:
     raise UserError(f'codebook must be one of {", ".join(CODEBOOKS)}, got {codebook!r}')
   x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
@@ -85,7 +86,8 @@ def create_train_state(rng, model: VQVAE, image_shape, lr: float,
         variables['params']['codebook'])
   return TrainState.create(apply_fn=model.apply, params=variables['params'],
                            batch_stats=variables['batch_stats'], codebook_state=cb_state,
-                           tx=optax.adam(lr)).replace(step=jnp.zeros((), jnp.int32))
+                           tx=optax.adam(lr) if tx is None else tx
+                           ).replace(step=jnp.zeros((), jnp.int32))
 
 
 def to_float(images):
@@ -224,6 +226,7 @@ def check_config(config) -> None:
       raise UserError(f'{key} must be positive, got {config[key]}')
   if config.lr <= 0 or config.beta < 0:
     raise UserError(f'need lr > 0 and beta >= 0, got lr={config.lr}, beta={config.beta}')
+  optim.check(config)
   if config.codebook not in CODEBOOKS:
     raise UserError(f'codebook must be one of {", ".join(CODEBOOKS)}, got {config.codebook!r}')
   if config.codebook_init not in CODEBOOK_INITS:
@@ -258,9 +261,19 @@ def _check_meta(config, kind):
       raise UserError(f'the output folder holds a {meta.get("kind")!r} run, not {kind!r}')
     diff = [f'{k}: saved {saved.get(k, _KEY_DEFAULTS.get(k))!r}, now {config[k]!r}'
             for k in MODEL_KEYS if saved.get(k, _KEY_DEFAULTS.get(k)) != config[k]]
+    if optim.structure(saved) != optim.structure(config):
+      diff.append(f'optimiser: saved {optim.describe_structure(saved)}, now '
+                  f'{optim.describe_structure(config)} (lr_schedule / warmup_steps, '
+                  'grad_clip, weight_decay)')
     if diff:
+      hint = ''
+      if saved.get('codebook', _KEY_DEFAULTS['codebook']) != config['codebook']:
+        hint = (f' (a run with the {saved.get("codebook", "loss")!r} codebook, e.g. one from '
+                'before EMA became the default: add --codebook '
+                f'{saved.get("codebook", "loss")} or use configs/<dataset>.py:paper)')
       raise UserError('the output folder holds a run with another configuration (' +
-                      '; '.join(diff) + '): use a new --output-folder or the same settings')
+                      '; '.join(diff) + ')' + hint +
+                      ': use a new --output-folder or the same settings')
   return check
 
 
@@ -270,8 +283,9 @@ def train_vqvae(config, workdir: str) -> dict:
   train_ds, valid_ds, test_ds = (load_split(config, s) for s in ('train', 'valid', 'test'))
   make_output_folder(workdir)  # config.json: written by fit() once a resume is checked
   model = make_model(config, axis_name=AXIS)
+  tx = optim.from_config(config, total_steps(config, train_ds))
   state = create_train_state(jax.random.key(config.seed), model, train_ds.image_shape, config.lr,
-                             codebook=config.codebook)
+                             codebook=config.codebook, tx=tx)
   eval_model = make_model(config)
   if not _has_checkpoint(workdir):  # a resumed run restores its codebook instead
     state = init_codebook(config, state, eval_model, train_ds)
@@ -311,8 +325,10 @@ def restore_vqvae(workdir: str, which: str = 'best'):
     # Inference (evaluation, code extraction, compression) computes in float32,
     # whatever precision the model was trained in.
     model = make_model(config).clone(dtype=jnp.float32)
+    # The optimiser's tree (not its values) must match: any run length will do.
     state = create_train_state(jax.random.key(0), model, tuple(meta['image_shape']),
-                               config.lr, codebook=config.get('codebook', 'loss'))
+                               config.lr, codebook=config.get('codebook', 'loss'),
+                               tx=optim.from_config(config, total_steps=1))
     return model, state, _sums_template(config.k)
 
   model, state, meta = checkpoints.restore_run(workdir, 'vqvae', which, make_state)

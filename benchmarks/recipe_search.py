@@ -1,0 +1,165 @@
+"""Recipe search on Fashion-MNIST: named recipes, one step budget, test-split quality.
+
+    python3 benchmarks/recipe_search.py --steps 2000                   # every recipe
+    python3 benchmarks/recipe_search.py --steps 2000 --recipes cpu lr1e-3 batch32
+    python3 benchmarks/recipe_search.py --table                        # the README table
+
+Each recipe is a set of config overrides on `configs/fashion_mnist.py:cpu`
+(`RECIPES` below; `--set key=value` adds overrides to every recipe, e.g. a tiny
+model for a smoke test). A recipe trains for `--steps` steps (its learning-rate
+schedule decays over them) into `runs/recipes/<name>/<steps>-steps/`, is
+evaluated on the test split by `vqvae_jax.evaluation.evaluate` (the checkpoint
+that is best on validation), and one JSON line is appended to
+`benchmarks/results/recipes.jsonl` (the file is rewritten atomically, so a crash
+never leaves a torn line). Rerunning skips the recipes already in the file for
+the same steps and overrides; a killed recipe resumes from its latest checkpoint
+(`wall_s` then counts only the rerun; `resumed_from_step` says from where).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from vqvae_jax import cli_common  # pylint: disable=wrong-import-position
+from vqvae_jax.errors import cli  # pylint: disable=wrong-import-position
+
+BASE = 'fashion_mnist:cpu'
+RECIPES = {
+    'cpu': {},
+    'lr5e-4': {'lr': 5e-4},
+    'lr1e-3': {'lr': 1e-3},
+    'constant-lr': {'lr_schedule': 'constant', 'warmup_steps': 0},
+    'linear-decay': {'lr_schedule': 'linear'},
+    'batch32': {'batch_size': 32},
+    'batch64': {'batch_size': 64},
+    'hidden256': {'hidden_size': 256},
+    'beta0.25': {'beta': 0.25},
+    'ema-decay0.95': {'ema_decay': 0.95},
+    'restart5': {'restart_after': 5},
+    'restart100': {'restart_after': 100},
+    'kmeans-init': {'codebook_init': 'kmeans'},
+    'clip1': {'grad_clip': 1.0},
+    'wd1e-4': {'weight_decay': 1e-4},
+    'paper-codebook': {'codebook': 'loss', 'codebook_init': 'uniform', 'restart_after': 0},
+}
+
+
+def _hardware() -> str:
+  model = ''
+  try:
+    with open('/proc/cpuinfo') as f:
+      model = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), '')
+  except OSError:
+    pass
+  return f'{os.cpu_count()} CPU cores ({model or "unknown CPU"})'
+
+
+def _parse_sets(pairs) -> dict:
+  out = {}
+  for pair in pairs or ():
+    key, sep, value = pair.partition('=')
+    if not sep:
+      raise SystemExit(f'error: --set takes key=value, got {pair!r}')
+    out[key.strip()] = value.strip()
+  return out
+
+
+def _finished(rows, name, steps, overrides) -> bool:
+  return any(r.get('recipe') == name and r.get('steps') == steps and
+             r.get('overrides') == overrides for r in rows)
+
+
+def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder) -> dict:
+  """Trains (or resumes) one recipe and evaluates it on the test split; one row."""
+  from vqvae_jax import evaluation, training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.config_utils import load_config, override  # pylint: disable=g-import-not-at-top
+  config = load_config(BASE)
+  for key, value in overrides.items():
+    override(config, key, value)
+  override(config, 'max_steps', steps)
+  override(config, 'progress', False)
+  if data_folder:
+    override(config, 'data_folder', data_folder)
+  workdir = os.path.join(root, name, f'{steps}-steps')
+  latest = _latest_step(workdir)
+  start = time.time()
+  summary = training.train_vqvae(config, workdir)
+  wall = time.time() - start
+  result = evaluation.evaluate(workdir, split='test', data_folder=data_folder or None)
+  return {'recipe': name, 'overrides': overrides, 'steps': steps, 'base': BASE,
+          'batch_size': config.batch_size, 'final_step': summary['step'],
+          'wall_s': round(wall, 1), 'resumed_from_step': latest,
+          'eval_step': result['step'], 'test_psnr': result['psnr'], 'test_ssim': result['ssim'],
+          'codes_used': result['codes_used'], 'k': result['k'], 'usage': result['usage'],
+          'perplexity': result['perplexity'], 'hardware': _hardware(), 'output': workdir}
+
+
+def _latest_step(workdir):
+  folder = os.path.join(workdir, 'checkpoints')
+  steps = [int(d) for d in os.listdir(folder) if d.isdigit()] if os.path.isdir(folder) else []
+  return max(steps) if steps else None
+
+
+def _append(path: str, row: dict) -> None:
+  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
+  rows = fileio.read_jsonl(path) + [row]
+  fileio.atomic_write(path, ''.join(json.dumps(r, sort_keys=True) + '\n' for r in rows))
+
+
+def table(rows) -> str:
+  """Markdown: recipe, steps, wall time, test PSNR, codes used (one row per result)."""
+  lines = ['| recipe | steps | wall time | test PSNR (dB) | codes used |',
+           '| --- | --- | --- | --- | --- |']
+  for r in rows:
+    wall = f'{r["wall_s"] / 60:.1f} min' + (' (resumed)' if r.get('resumed_from_step') else '')
+    lines.append(f'| {r["recipe"]} ({", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or BASE}) '
+                 f'| {r["steps"]} | {wall} | {r["test_psnr"]:.2f} | '
+                 f'{r["codes_used"]} / {r["k"]} |')
+  return '\n'.join(lines)
+
+
+@cli
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--steps', type=int, default=None, help='training steps per recipe')
+  p.add_argument('--recipes', nargs='+', default=None, help=f'default: all of {list(RECIPES)}')
+  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                 help='extra config overrides for every recipe')
+  p.add_argument('--root', default=os.path.join(REPO, 'runs', 'recipes'))
+  p.add_argument('--results', default=os.path.join(REPO, 'benchmarks', 'results',
+                                                   'recipes.jsonl'))
+  p.add_argument('--data-folder', default=None)
+  p.add_argument('--table', action='store_true', help='print the table of --results and exit')
+  args = p.parse_args(argv)
+  cli_common.tune_malloc()
+  cli_common.set_xla_flags()
+  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
+  if args.table:
+    print(table(fileio.read_jsonl(args.results)))
+    return
+  if not args.steps or args.steps < 1:
+    raise SystemExit('error: --steps N (a positive step budget) is required')
+  names = args.recipes or list(RECIPES)
+  unknown = [n for n in names if n not in RECIPES]
+  if unknown:
+    raise SystemExit(f'error: unknown recipes {unknown} (known: {", ".join(RECIPES)})')
+  extra = _parse_sets(args.set)
+  for name in names:
+    overrides = dict(RECIPES[name], **extra)
+    if _finished(fileio.read_jsonl(args.results), name, args.steps, overrides):
+      print(f'{name}: done already (in {args.results})', file=sys.stderr)
+      continue
+    row = run_recipe(name, overrides, args.steps, args.root, args.data_folder)
+    _append(args.results, row)
+    print(json.dumps(row, sort_keys=True), flush=True)
+
+
+if __name__ == '__main__':
+  main()
