@@ -5,7 +5,10 @@ A run's checkpoints live in `<workdir>/checkpoints/<step>/` with two items:
 step, ...) and `meta` (JSON: the config, class names, epoch, metrics). Orbax
 writes each step to a temporary folder and renames it when complete, so a crash
 never leaves a half-written checkpoint where a complete one is expected, and an
-unfinished one is ignored on restart.
+unfinished one is ignored on restart. The meta holds the sha256 of the state's
+arrays and of the meta itself: a checkpoint damaged after it was written (a
+truncated or altered file, a lost item) fails to read or to verify, raises
+`DamagedCheckpoint`, and `newest_intact` falls back to an older one.
 
 Kept: the latest `keep` checkpoints, plus the best one by validation loss (a
 preservation policy: Orbax's `max_to_keep` with `best_fn` would keep the best N

@@ -6,9 +6,10 @@ One loop, two models: a model brings a pure `step_fn(state, images, labels) ->
 pmaps the step over the local devices, feeds it shuffled batches (the order a
 pure function of seed and epoch), logs, checkpoints, and resumes.
 
-Resuming: rerunning the same command restores the latest checkpoint (state,
-step, the epoch's metric sums) and continues with the same data order, so a
-run killed at any point ends with the parameters of an uninterrupted one.
+Resuming: rerunning the same command restores the latest intact checkpoint
+(state, step, the epoch's metric sums) and continues with the same data order,
+so a run killed at any point ends with the parameters of an uninterrupted one.
+`find_resume` reads and checks it before the trainer writes anything.
 """
 from __future__ import annotations
 
