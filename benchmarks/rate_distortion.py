@@ -87,10 +87,10 @@ def baselines(images) -> dict:
   return out
 
 
-def _prior_sizes(codec, codes, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
-  """File bytes and label of method (b) for codes [N, h, w], fast: the prior's
-  logits of every image under every label from one batched full pass (instead
-  of the codec's per-image scan), then the codec's own quantisation, range
+def _prior_sizes(codec, codes, image_size, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+  """File bytes and label of method (b) for codes [N, h, w] of image_size (H, W)
+  images, fast: the prior's logits of every image under every label from one
+  batched full pass (instead of the codec's per-image scan), then the codec's own quantisation, range
   coder and label choice. Equal to the real files' sizes up to the float
   rounding between the two computations of the logits (checked by `ours`)."""
   prior, n_cls = codec.prior, codec.prior.num_classes
@@ -104,7 +104,8 @@ def _prior_sizes(codec, codes, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]
     for c, f in zip(block, freqs):
       lengths = [len(prior_coding.encode_with_tables(f[y], c)) for y in range(n_cls)]
       labels.append(int(np.argmin(lengths)))
-      sizes.append(codec_format.HEADER_SIZE + min(lengths))
+      payload = max(min(lengths), codec_format.min_prior_payload(c.size))
+      sizes.append(codec_format.header_size(*image_size, labels[-1]) + payload)
     if (i // chunk) % 20 == 0:
       _log(f'prior: {i + len(block)}/{len(codes)} images, {time.time() - start:.0f} s')
   return np.array(sizes), np.array(labels)
@@ -128,7 +129,7 @@ def ours(codec, images, verify: int, batch_size: int = 256) -> dict:
                    'bytes': float(np.mean(fixed))}}
   if codec.prior is None:
     return out
-  sizes, labels = _prior_sizes(codec, codes)
+  sizes, labels = _prior_sizes(codec, codes, size)
   real, start = [], time.time()
   for c in codes[:verify]:
     blob = compression.compress_codes(codec, c, size, 'prior')
@@ -136,7 +137,8 @@ def ours(codec, images, verify: int, batch_size: int = 256) -> dict:
     real.append(len(blob))
   out['prior'] = {'bpp': 8.0 * np.mean(sizes) / pixels, 'psnr': psnr,
                   'bytes': float(np.mean(sizes)),
-                  'payload_bytes': float(np.mean(sizes)) - codec_format.HEADER_SIZE,
+                  'payload_bytes': float(np.mean(sizes)) - codec_format.header_size(
+                      *size, 0),
                   'label_histogram': np.bincount(labels, minlength=len(codec.class_names)).tolist(),
                   'verified_files': len(real),
                   'verified_max_byte_difference': int(np.max(np.abs(

@@ -3,9 +3,13 @@
 Tiny seeded models (no training): a VQ-VAE with hidden 8 and K = 16, a Gated
 PixelCNN with 2 layers of width 8 and 3 classes; images of a few pixels.
 """
+import dataclasses
 import functools
 import hashlib
 import os
+import resource
+import time
+import tracemalloc
 import zlib
 
 import hypothesis
@@ -17,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from vqvae_jax import __main__ as cli
-from vqvae_jax import codec_format, compose, compression, prior_coding
+from vqvae_jax import codec_format, compose, compression, model_registry, prior_coding
 from vqvae_jax.codec_format import FormatError, Header
 from vqvae_jax.errors import UserError
 from vqvae_jax.models import VQVAE
@@ -27,9 +31,12 @@ K = 16
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 # sha256 of the files in tests/golden/ (a format or coder change must be deliberate:
 # regenerate with VQVAE_REGEN_GOLDEN=1 and update these).
+# fixed.vqz and prior.vqz are version 1 (rebuilt by `_v1_file`), *_v2.vqz version 2.
 GOLDEN_SHA256 = {
     'fixed.vqz': '2b968fcf522fd0681ef67d67447428cbc799aef575d0274b4ae890afaf1de84e',
     'prior.vqz': '126d0a914007eac66f43a12560bd3e512769dd6764cf5e8e4f3382637f0008cc',
+    'fixed_v2.vqz': '1bbb1e1d52de697f3b732a24aa242142a8aa7e5064efe458628fbd9867234513',
+    'prior_v2.vqz': '0c6ce36437b1643daa8ba24534f6f235fa46ee5cc5cc3e059567cba73efaeb4f',
 }
 SETTINGS = hypothesis.settings(max_examples=40, deadline=None,
                                suppress_health_check=[hypothesis.HealthCheck.too_slow])
@@ -95,9 +102,53 @@ def test_header_fields_round_trip(method, channels, fps, height, width, k, label
                   prior_fingerprint=fps[4:] if method == 1 else bytes(4), height=height,
                   width=width, grid_height=gh, grid_width=gw, k=k, label=label, codes_crc=crc)
   data = codec_format.pack(header, payload)
-  assert len(data) == codec_format.HEADER_SIZE + len(payload)
-  assert data[:4] == b'VQVZ' and data[4] == codec_format.VERSION
-  assert codec_format.unpack(data) == (header, payload)
+  assert len(data) == codec_format.HEADER_SIZE_V1 + len(payload)
+  assert data[:4] == b'VQVZ' and data[4] == 1
+  assert codec_format._unpack_v1(data, 'x') == (header, payload)  # pylint: disable=protected-access
+
+
+def _binding(k=K, channels=1, model=b'\1\2\3\4', prior=b'\5\6\7\x08'):
+  return codec_format.Binding(model, prior, k, channels)
+
+
+@SETTINGS
+@hypothesis.given(method=st.sampled_from([0, 1]), side=st.integers(1, 65535),
+                  other=st.integers(1, 8), square=st.booleans(), tall=st.booleans(),
+                  label=st.none() | st.integers(0, 65534), k=st.integers(2, 2**20),
+                  seed=st.integers(0, 99))
+def test_v2_header_round_trip_and_crc_binding(method, side, other, square, tall, label, k,
+                                             seed):
+  """Every field survives; the header is 8 bytes for a small square image with a
+  small label; the CRC changes with every model field, the label and the shape."""
+  side = min(side, 64) if square else side
+  height, width = (side, side) if square else ((side, other) if tall else (other, side))
+  grid = codec_format.grid_shape(height, width)
+  codes = np.random.default_rng(seed).integers(0, k, grid)
+  binding = _binding(k, prior=b'\5\6\7\x08' if method else bytes(4))
+  payload = (codec_format.pack_fixed(codes, k) if method == 0 else
+             bytes(max(3, codec_format.min_prior_payload(codes.size))))
+  data = codec_format.pack_v2(method, (height, width), label, binding, payload, codes)
+  header, got = codec_format.unpack(data)
+  assert got == payload and data[:2] == b'V\xa2'
+  assert (header.method, header.height, header.width, header.label) == (method, height, width,
+                                                                       label)
+  assert len(data) - len(payload) == codec_format.header_size(height, width, label)
+  if height == width and height < 128 and (label is None or label < 15):
+    assert len(data) - len(payload) == 8
+  codec_format.check_v2(header, binding, payload, codes, 'x')
+  others = [_binding(k + 1, prior=binding.prior_fingerprint),
+            _binding(k, 3, prior=binding.prior_fingerprint),
+            _binding(k, model=b'\1\2\3\5', prior=binding.prior_fingerprint)]
+  for other_binding in others:
+    with pytest.raises(FormatError, match='CRC'):
+      codec_format.check_v2(header, other_binding, payload, codes, 'x')
+  relabelled = dataclasses.replace(header, label=None if label == 0 else 0)
+  with pytest.raises(FormatError, match='CRC'):
+    codec_format.check_v2(relabelled, binding, payload, codes, 'x')
+  if height != width:
+    transposed = dataclasses.replace(header, height=width, width=height)
+    with pytest.raises(FormatError, match='CRC'):
+      codec_format.check_v2(transposed, binding, payload, codes.reshape(transposed.grid), 'x')
 
 
 @SETTINGS
@@ -241,12 +292,37 @@ def test_rgb_round_trip_and_channel_errors(tmp_path):
 
 # --- golden files -------------------------------------------------------------
 
+def _v1_file(codec, image, method):
+  """A version-1 file, built as the version-1 writer did (`codec_format.pack`)."""
+  codes = compression.encode_images(codec, compression.pad_image(image)[None])[0]
+  if method == 'prior':
+    payload, label = prior_coding.encode(codec.prior, codec.prior_params, codes)
+  else:
+    payload, label = codec_format.pack_fixed(codes, K), None
+  header = Header(method=compression.METHODS[method], channels=codec.channels,
+                  model_fingerprint=codec.model_fingerprint,
+                  prior_fingerprint=codec.prior_fingerprint if method == 'prior' else bytes(4),
+                  height=image.shape[0], width=image.shape[1], grid_height=codes.shape[0],
+                  grid_width=codes.shape[1], k=K, label=label,
+                  codes_crc=codec_format.codes_crc(codes))
+  return codec_format.pack(header, payload)
+
+
+def _file(codec, image, method, version):
+  if version == 1:
+    return _v1_file(codec, image, method)
+  return compression.compress(codec, image, method).data
+
+
+@pytest.mark.parametrize('version', [1, 2])
 @pytest.mark.parametrize('method', ['fixed', 'prior'])
-def test_golden_file(method):
-  """A fixed seeded model compresses a fixed image to known bytes."""
+def test_golden_file(method, version):
+  """A fixed seeded model compresses a fixed image to known bytes (version 2, what
+  `compress` writes; version 1, what the old writer wrote), and both decode to
+  the codes the model gives the image now."""
   codec = _codec()
-  data = compression.compress(codec, _golden_image(), method).data
-  name = f'{method}.vqz'
+  data = _file(codec, _golden_image(), method, version)
+  name = f'{method}.vqz' if version == 1 else f'{method}_v2.vqz'
   path = os.path.join(GOLDEN, name)
   if os.environ.get('VQVAE_REGEN_GOLDEN'):
     os.makedirs(GOLDEN, exist_ok=True)
@@ -259,47 +335,93 @@ def test_golden_file(method):
   assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256[name], (
       'the compressed bytes changed: a format or coder change must bump the format '
       'version; regenerate with VQVAE_REGEN_GOLDEN=1 only if it is intended')
-  decoded = compression.decompress(codec, golden)
-  assert decoded.shape == (10, 13, 1)
+  header, codes = compression.read_codes(codec, golden)
+  assert header.version == version
+  expected = compression.encode_images(codec, compression.pad_image(_golden_image())[None])[0]
+  np.testing.assert_array_equal(codes, expected)
+  assert compression.decompress(codec, golden).shape == (10, 13, 1)
 
 
 # --- errors and fuzzing --------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _sample_file(method):
-  return compression.compress(_codec(), _image(9, 13, seed=9), method).data
+def _sample_file(method, version=2):
+  return _file(_codec(), _image(9, 13, seed=9), method, version)
 
 
 def _with_checksum(data: bytes) -> bytes:
-  """Recomputes the checksum so that a mutation reaches the decoder's later checks."""
-  size = codec_format.HEADER_SIZE
+  """Recomputes a version-1 checksum so that a mutation reaches the later checks."""
+  size = codec_format.HEADER_SIZE_V1
   fields, payload = data[:size - 4], data[size:]
   crc = zlib.crc32(payload, zlib.crc32(fields))
   return fields + crc.to_bytes(4, 'big') + payload
 
 
+def _v2_with(data: bytes, **fields) -> bytes:
+  """A version-2 file with header fields replaced (its fingerprint and CRC kept)."""
+  header, payload = codec_format.unpack(data)
+  new = dataclasses.replace(header, **fields)
+  prefix = codec_format._prefix_v2(new)  # pylint: disable=protected-access
+  return prefix + new.crc.to_bytes(2, 'big') + payload
+
+
 def test_clear_errors_for_bad_files():
   codec = _codec()
-  good = _sample_file('prior')
+  v1, v2 = _sample_file('prior', 1), _sample_file('prior')
   cases = {
-      b'': 'truncated', b'VQ': 'truncated', b'GIF89a....': 'not a vqvae-jax',
-      good[:4] + bytes([2]) + good[5:]: 'version 2',
-      good[:30]: 'truncated', good[:-1]: 'checksum', good[:-3] + b'xyz': 'checksum',
-      good + b'\0': 'checksum',
+      b'': 'not a vqvae', b'VQ': 'truncated', b'V': 'truncated', b'GIF89a....': 'not a vqvae-jax',
+      v1[:4] + bytes([2]) + v1[5:]: 'version 2', b'V\xa3' + v2[2:]: 'version 3',
+      b'V\xa1' + v2[2:]: 'version 1',
+      v1[:30]: 'truncated', v1[:-1]: 'checksum', v1[:-3] + b'xyz': 'checksum',
+      v1 + b'\0': 'checksum', v2[:5]: 'truncated', v2[:3]: 'truncated',
+      v2[:-1]: 'CRC|could not be decoded', v2[:-3] + b'xyz': 'CRC|could not be decoded',
+      v2 + b'\1': 'CRC',
+      v2[:2] + b'\x83\x80\x00' + v2[3:]: 'minimally',
+      v2[:2] + bytes([v2[2] | 3]) + v2[3:]: 'method',
   }
   for data, message in cases.items():
     with pytest.raises(FormatError, match=message):
       compression.decompress(codec, data)
-  other = _codec(seed=1)
-  with pytest.raises(UserError, match='another VQ-VAE'):
-    compression.decompress(other, good)
-  no_prior = _codec(with_prior=False)
-  with pytest.raises(UserError, match='--prior'):
-    compression.decompress(no_prior, good)
-  codes_crc = bytearray(good)
+  for good in (v1, v2):
+    with pytest.raises(UserError, match='another (VQ-VAE|model)'):
+      compression.decompress(_codec(seed=1), good)
+    with pytest.raises(UserError, match='--prior'):
+      compression.decompress(_codec(with_prior=False), good)
+  codes_crc = bytearray(v1)
   codes_crc[27] ^= 1
   with pytest.raises(FormatError, match='CRC'):
     compression.decompress(codec, _with_checksum(bytes(codes_crc)))
+  crc = bytearray(v2)
+  crc[-len(codec_format.unpack(v2)[1]) - 1] ^= 1
+  with pytest.raises(FormatError, match='CRC'):
+    compression.decompress(codec, bytes(crc))
+
+
+@pytest.mark.parametrize('method', ['fixed', 'prior'])
+def test_v2_transposed_grid_or_other_label_is_caught(method):
+  """Issue 15: a transposed grid (same number of codes) or another label, with the
+  fingerprint and CRC left valid, is a FormatError, never a scrambled image."""
+  codec = _codec()
+  data = compression.compress(codec, _image(12, 16, seed=3), method, label=1).data
+  for edit in (dict(height=16, width=12), dict(label=2), dict(label=None)):
+    with pytest.raises(FormatError, match='CRC|no label'):
+      compression.decompress(codec, _v2_with(data, **edit))
+
+
+def test_v2_wrong_model_with_a_colliding_fingerprint_is_caught():
+  """The 2-byte fingerprint may collide; the CRC covers the full fingerprints."""
+  codec = _codec(with_prior=False)
+  data = compression.compress(codec, _image(8, 8), 'fixed').data
+  target, i = codec.pair_fingerprint(codec_format.FIXED), 0
+  while True:
+    fp = i.to_bytes(4, 'big')
+    if fp != codec.model_fingerprint and codec_format.pair_fingerprint(fp, None) == target:
+      break
+    i += 1
+  impostor = dataclasses.replace(_codec(seed=1, with_prior=False), model_fingerprint=fp)
+  assert impostor.pair_fingerprint(codec_format.FIXED) == target
+  with pytest.raises(FormatError, match='CRC'):
+    compression.decompress(impostor, data)
 
 
 def _decode_or_user_error(data):
@@ -317,30 +439,139 @@ def _decode_or_user_error(data):
 def test_fuzz_random_bytes(data):
   _decode_or_user_error(data)
   _decode_or_user_error(b'VQVZ\x01' + data)
+  _decode_or_user_error(b'V\xa2' + data)
+  _decode_or_user_error(_sample_file('prior')[:9] + data)
 
 
 @SETTINGS
-@hypothesis.given(method=st.sampled_from(['fixed', 'prior']), fix_checksum=st.booleans(),
+@hypothesis.given(method=st.sampled_from(['fixed', 'prior']), version=st.sampled_from([1, 2]),
+                  fix_checksum=st.booleans(),
                   edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)),
                                  min_size=1, max_size=4),
                   cut=st.integers(0, 80))
-def test_fuzz_mutated_files(method, fix_checksum, edits, cut):
-  data = bytearray(_sample_file(method))
+def test_fuzz_mutated_files(method, version, fix_checksum, edits, cut):
+  data = bytearray(_sample_file(method, version))
   for pos, value in edits:
     if pos < len(data):
       data[pos] = value
   data = bytes(data[:len(data) - cut % (len(data) + 1)])
-  if fix_checksum and len(data) >= codec_format.HEADER_SIZE:
+  if version == 1 and fix_checksum and len(data) >= codec_format.HEADER_SIZE_V1:
     data = _with_checksum(data)
   _decode_or_user_error(data)
+
+
+# --- bounded work on forged files ------------------------------------------------
+
+def _forged(version, side, payload=None):
+  """The prior-coded sample file claiming a side x side image (v1: checksum redone)."""
+  data = _sample_file('prior', version)
+  header, old = codec_format.unpack(data)
+  payload = old if payload is None else payload
+  gh, gw = codec_format.grid_shape(side, side)
+  if version == 2:
+    return _v2_with(data, height=side, width=side)[:-len(old)] + payload
+  fields = bytearray(data[:codec_format.HEADER_SIZE_V1])
+  fields[15:23] = np.array([side, side, gh, gw], '>u2').tobytes()
+  return _with_checksum(bytes(fields) + payload)
+
+
+def _measure(fn):
+  """-> (seconds, peak traced Python/NumPy bytes, growth of the peak RSS in bytes)."""
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  tracemalloc.start()
+  start = time.perf_counter()
+  try:
+    fn()
+  finally:
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+  return seconds, peak, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) * 1024
+
+
+@pytest.mark.parametrize('version', [1, 2])
+@pytest.mark.parametrize('side', [65535, 8192, 2048])
+def test_forged_sizes_are_refused_fast_and_small(version, side):
+  """Issue 15: a 28x28-sized payload behind a forged huge size fails with the user
+  error in < 1 s and < 200 MB, before the prior runs (decompress and info)."""
+  codec, data = _codec(), _forged(version, side)
+  for call in (lambda: compression.decompress(codec, data), lambda: compression.info(data)):
+    def refused():
+      with pytest.raises(FormatError, match='forged'):
+        call()
+    seconds, peak, rss = _measure(refused)
+    print(f'v{version} {side}x{side}: {seconds * 1e3:.1f} ms, traced peak {peak / 1e6:.2f} MB, '
+          f'RSS growth {rss / 1e6:.1f} MB')
+    assert seconds < 1.0 and peak < 200e6 and rss < 200e6
+
+
+def test_memory_budget_refuses_a_proportionate_payload():
+  """A forged 65535x65535 prior file with a payload long enough for the length
+  rule is refused by the code / memory limits before anything is allocated."""
+  codec = _codec()
+  n = codec_format.grid_shape(65535, 65535)
+  payload = bytes(codec_format.min_prior_payload(n[0] * n[1]))
+  for version in (1, 2):
+    data = _forged(version, 65535, payload)
+    def refused(data=data):
+      with pytest.raises(UserError, match='GiB'):
+        compression.decompress(codec, data)
+    seconds, peak, _ = _measure(refused)
+    assert seconds < 1.0 and peak < 3 * len(data) + 50e6
+  assert compression.prior_memory(codec.prior, 1000) == 1000 * 3 * 4 * (8 * 3 + 2)
+
+
+def test_range_decoding_stops_at_the_first_error(caplog):
+  """An undecodable payload aborts the scan at once instead of running the prior
+  over the whole grid, without JAX logging a traceback; coding works as before
+  afterwards."""
+  codec = _codec()
+  shape = (40, 40)
+  start = time.perf_counter()  # compiles the scan decode uses, then runs all of it
+  prior_coding.prior_logits(codec.prior, codec.prior_params, np.zeros(shape, np.int32))
+  full = time.perf_counter() - start
+  start = time.perf_counter()
+  with pytest.raises(FormatError, match='could not be decoded'):
+    prior_coding.decode(codec.prior, codec.prior_params, b'\xff' * 12, shape, 0)
+  assert time.perf_counter() - start < full / 4
+  assert 'Traceback' not in caplog.text and 'callback failed' not in caplog.text
+  codes = np.random.default_rng(0).integers(0, K, (3, 4))
+  payload, _ = prior_coding.encode(codec.prior, codec.prior_params, codes, 1)
+  padded = payload + bytes(9)  # zero bytes past the end: what the writer may pad with
+  np.testing.assert_array_equal(
+      prior_coding.decode(codec.prior, codec.prior_params, padded, (3, 4), 1), codes)
+
+
+def test_min_payload_rule():
+  assert codec_format.min_prior_payload(codec_format.FREE_CODES) == 0
+  per_byte = 8 * codec_format.CODES_PER_PAYLOAD_BIT
+  assert codec_format.min_prior_payload(codec_format.FREE_CODES + 1) == 1
+  assert codec_format.min_prior_payload(codec_format.FREE_CODES + per_byte + 1) == 2
+
+
+@pytest.mark.parametrize('version', [1, 2])
+def test_info_checks_fixed_payload_length(version):
+  """12 codes of 4 bits: 6 bytes. Version 2 does not store K: 5 bytes fit 3-bit
+  codes (the model's K then refuses them), 4 bytes fit no code size."""
+  data = _sample_file('fixed', version)
+  assert compression.info(data)['bits_per_code'] == [4]
+  fix = (lambda d: d) if version == 2 else _with_checksum
+  with pytest.raises(FormatError, match='cannot hold'):
+    compression.info(fix(data[:-2]))
+  if version == 2:
+    assert compression.info(data[:-1])['bits_per_code'] == [3]
+  with pytest.raises(FormatError):
+    compression.decompress(_codec(), fix(data[:-1]))
 
 
 def test_info_needs_no_model():
   fields = compression.info(_sample_file('prior'))
   assert fields['method'] == 'prior' and fields['image_size'] == [9, 13]
-  assert fields['grid'] == [3, 4] and fields['k'] == K and fields['label'] in (0, 1, 2)
-  assert fields['model_fingerprint'] == _codec().model_fingerprint.hex()
-  assert fields['file_bytes'] == len(_sample_file('prior'))
+  assert fields['grid'] == [3, 4] and fields['label'] in (0, 1, 2) and fields['version'] == 2
+  assert fields['fingerprint'] == _codec().pair_fingerprint(codec_format.PRIOR).hex()
+  assert fields['file_bytes'] == len(_sample_file('prior')) and fields['header_bytes'] == 9
+  old = compression.info(_sample_file('prior', 1))
+  assert old['k'] == K and old['model_fingerprint'] == _codec().model_fingerprint.hex()
 
 
 # --- composition and the command line -------------------------------------------
@@ -363,9 +594,110 @@ def test_compose_masks_and_codes(tmp_path):
 
 
 @pytest.fixture
-def tiny_cli(monkeypatch):
-  monkeypatch.setattr(compression, 'load_codec', lambda model=None, prior=None: _codec())
-  return lambda *argv: cli.main(list(argv))
+def tiny_cli(monkeypatch, tmp_path):
+  """The CLI with the tiny codec for any folders (each load recorded in `.loads`),
+  a registry in tmp_path/cache and no pretrained folders."""
+  loads = []
+
+  def load_codec(model=None, prior=None):
+    loads.append((model, prior))
+    return _codec()
+
+  monkeypatch.setattr(compression, 'load_codec', load_codec)
+  monkeypatch.setenv(model_registry.ENV, str(tmp_path / 'cache'))
+  monkeypatch.setattr(model_registry, 'PRETRAINED', str(tmp_path / 'no-pretrained'))
+  run = lambda *argv: cli.main(list(argv))
+  run.loads = loads
+  return run
+
+
+def _exit_code(fn, *argv):
+  with pytest.raises(SystemExit) as e:
+    fn(*argv)
+  return e.value.code
+
+
+def test_cli_registry_default_names_and_verbose(tiny_cli, tmp_path, capsys, monkeypatch):
+  """compress records its folders; decompress without --model/--prior finds them
+  from the file, says so, writes x.png next to x.vqz and never replaces the
+  original without --force; --verbose prints bpp of the real file and timing."""
+  (tmp_path / 'a').mkdir()
+  src = str(tmp_path / 'a' / 'im.png')
+  Image.fromarray(_image(10, 13, seed=1)[..., 0]).save(src)
+  original = open(src, 'rb').read()
+  tiny_cli('compress', src, '--prior', 'p', '-v')
+  vqz = tmp_path / 'a' / 'im.vqz'
+  out = capsys.readouterr().out
+  assert f'{vqz.stat().st_size} bytes' in out and ' s\n' in out
+  assert model_registry.entries()[0]['prior'] == os.path.abspath('p')
+  tiny_cli.loads.clear()
+  assert _exit_code(tiny_cli, 'decompress', str(vqz)) == 2
+  assert 'exists' in capsys.readouterr().err and open(src, 'rb').read() == original
+  tiny_cli('decompress', str(vqz), '--force', '--verbose')
+  out = capsys.readouterr().out
+  assert 'from the registry' in out and os.path.abspath('p') in out and 'bpp' in out
+  assert tiny_cli.loads == [(None, os.path.abspath('p'))]
+  assert np.asarray(Image.open(src)).shape == (10, 13)
+  monkeypatch.setenv(model_registry.ENV, str(tmp_path / 'empty-cache'))
+  assert _exit_code(tiny_cli, 'decompress', str(vqz), '-o', str(tmp_path / 'x.png')) == 2
+  assert 'no known model matches' in capsys.readouterr().err
+
+
+def test_cli_batches_report_every_failure_and_go_on(tiny_cli, tmp_path, capsys):
+  paths = []
+  for name in ('a', 'junk', 'b'):
+    paths.append(str(tmp_path / f'{name}.png'))
+    Image.fromarray(_image(5, 6, seed=len(paths))[..., 0]).save(paths[-1])
+  (tmp_path / 'junk.png').write_bytes(b'not an image')
+  assert _exit_code(tiny_cli, 'compress', *paths, '--prior', 'p', '-o', str(tmp_path / 'z')) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 2 and 'junk.png' in err[0] and '1 of 3 images failed' in err[1]
+  files = [str(tmp_path / 'z' / f'{n}.vqz') for n in ('a', 'junk', 'b')]
+  assert not os.path.exists(files[1])
+  (tmp_path / 'z' / 'junk.vqz').write_bytes(b'VQVZ\x01garbage')
+  files.append(str(tmp_path / 'missing.vqz'))
+  assert _exit_code(tiny_cli, 'decompress', *files, '--prior', 'p', '-o',
+                    str(tmp_path / 'png')) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 3 and '2 of 4 files failed' in err[-1] and 'Traceback' not in ''.join(err)
+  assert sorted(os.listdir(tmp_path / 'png')) == ['a.png', 'b.png']
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_cli_outputs_honour_the_umask(tiny_cli, tmp_path, umask):
+  src = str(tmp_path / 'im.png')
+  Image.fromarray(_image(5, 6)[..., 0]).save(src)
+  old = os.umask(umask)
+  try:
+    tiny_cli('compress', src, '--model', 'm', '-o', str(tmp_path / 'o'))
+    tiny_cli('decompress', str(tmp_path / 'o' / 'im.vqz'), '--model', 'm', '-o',
+             str(tmp_path / 'o'))
+  finally:
+    os.umask(old)
+  for name in ('im.vqz', 'im.png'):
+    assert (tmp_path / 'o' / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_cli_compresses_folders_and_npz(tiny_cli, tmp_path, capsys):
+  folder = tmp_path / 'imgs'
+  folder.mkdir()
+  for i in range(2):
+    Image.fromarray(_image(7, 5, seed=i)[..., 0]).save(folder / f'f{i}.png')
+  (folder / 'notes.txt').write_text('not an image')
+  images = np.stack([_image(6, 9, seed=i) for i in range(3)])
+  np.savez(tmp_path / 'batch.npz', images=images)
+  tiny_cli('compress', str(folder), str(tmp_path / 'batch.npz'), '--model', 'm', '-o',
+           str(tmp_path / 'out'))
+  assert 'total: 5 images' in capsys.readouterr().out
+  names = sorted(os.listdir(tmp_path / 'out'))
+  assert names == ['batch_00000.vqz', 'batch_00001.vqz', 'batch_00002.vqz', 'f0.vqz', 'f1.vqz']
+  for i in range(3):
+    data = (tmp_path / 'out' / f'batch_{i:05d}.vqz').read_bytes()
+    expected = compression.compress(_codec(), images[i], 'fixed').reconstruction
+    np.testing.assert_array_equal(compression.decompress(_codec(), data), expected)
+  np.savez(tmp_path / 'bad.npz', images=images.astype(np.float32))
+  assert _exit_code(tiny_cli, 'compress', str(tmp_path / 'bad.npz'), '--model', 'm') == 2
+  assert 'uint8 [N, H, W, C]' in capsys.readouterr().err
 
 
 def test_cli_compress_decompress_info(tiny_cli, tmp_path, capsys):

@@ -37,70 +37,32 @@ def _sample(args):
   print(f'wrote {args.output} ({len(meta["class_names"])} classes x {args.per_class} samples)')
 
 
-def _output_paths(inputs, output, suffix):
-  """One output per input: OUT itself for one input named *suffix, else OUT/<stem>suffix."""
-  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  if len(inputs) == 1 and output.endswith(suffix):
-    return [output]
-  stems = [os.path.splitext(os.path.basename(p))[0] for p in inputs]
-  if len(set(stems)) != len(stems):
-    raise UserError('two inputs have the same file name; compress them into separate folders')
-  if os.path.isfile(output):
-    raise UserError(f'-o {output} is an existing file; with several inputs (or an output '
-                    f'name not ending in {suffix}) -o names a folder')
-  return [os.path.join(output, s + suffix) for s in stems]
-
-
-def _read(path):
-  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  try:
-    with open(path, 'rb') as f:
-      return f.read()
-  except OSError as e:
-    raise UserError(f'cannot read {path}: {e.strerror}') from e
-
-
 def _compress(args):
-  from vqvae_jax import compression, fileio  # pylint: disable=g-import-not-at-top
-  codec = compression.load_codec(args.model, args.prior)
-  method = args.method or ('prior' if args.prior else 'fixed')
-  outputs = _output_paths(args.images, args.output, '.vqz')
-  images = [compression.load_image(p, codec.channels) for p in args.images]
-  total_bytes = total_pixels = 0
-  psnrs = []
-  for path, out, image in zip(args.images, outputs, images):
-    result = compression.compress(codec, image, method, args.label)
-    fileio.atomic_write(out, result.data)
-    label = '' if result.header.label is None else f', label {result.header.label}'
-    print(f'{path} -> {out}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp, '
-          f'PSNR {result.psnr:.2f} dB{label}')
-    total_bytes += len(result.data)
-    total_pixels += image.shape[0] * image.shape[1]
-    psnrs.append(result.psnr)
-  print(f'total: {len(images)} images, {total_bytes} bytes, '
-        f'{8.0 * total_bytes / total_pixels:.4f} bpp, mean PSNR {sum(psnrs) / len(psnrs):.2f} dB '
-        f'({method})')
+  from vqvae_jax import codec_cli  # pylint: disable=g-import-not-at-top
+  codec_cli.compress(args)
 
 
 def _decompress(args):
-  from vqvae_jax import compose, compression, grids  # pylint: disable=g-import-not-at-top
-  codec = compression.load_codec(args.model, args.prior)
-  outputs = _output_paths(args.files, args.output, '.png')
-  for path, out in zip(args.files, outputs):
-    header, codes, image = compression.decode_file(codec, _read(path), path)
-    grids.save_png(image, out)
-    if args.save_codes:
-      compose.save_codes(os.path.splitext(out)[0] + '.npy', codes)
-    print(f'{path} -> {out} ({header.width}x{header.height})')
+  from vqvae_jax import codec_cli  # pylint: disable=g-import-not-at-top
+  codec_cli.decompress(args)
 
 
 def _info(args):
-  from vqvae_jax import compression  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import codec_cli, compression  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  failed = 0
   for path in args.files:
-    fields = compression.info(_read(path), path)
+    try:
+      fields = compression.info(codec_cli.read_bytes(path), path)
+    except UserError as e:
+      print(f'error: {e}', file=sys.stderr)
+      failed += 1
+      continue
     print(path)
     for key, value in fields.items():
       print(f'  {key}: {value}')
+  if failed:
+    raise UserError(f'{failed} of {len(args.files)} files failed (see above)')
 
 
 def _compose(args):
@@ -123,9 +85,17 @@ def _decode_codes(args):
   print(f'wrote {args.output} ({len(images)} images)')
 
 
+def _add_batch_flags(parser):
+  parser.add_argument('--force', action='store_true',
+                      help='replace existing outputs when -o is not given')
+  parser.add_argument('-v', '--verbose', action='store_true',
+                      help='also print bits per pixel of the real file and timing')
+
+
 def _add_codec_commands(sub):
   c = sub.add_parser('compress', help='compress images to .vqz files')
-  c.add_argument('images', nargs='+', help='image files (PNG, JPEG, ...)')
+  c.add_argument('images', nargs='+', help='image files (PNG, JPEG, ...), folders of images, '
+                                           'or .npz files (key images, uint8 [N, H, W, C])')
   c.add_argument('--model', default=None, help='the VQ-VAE folder (default: the prior\'s)')
   c.add_argument('--prior', default=None, help='the prior folder: entropy-code the codes')
   c.add_argument('--method', choices=('fixed', 'prior'), default=None,
@@ -133,14 +103,19 @@ def _add_codec_commands(sub):
                       'prior (default: prior if --prior is given, else fixed)')
   c.add_argument('--label', default=None,
                  help='class name or index to condition on (default: the shortest)')
-  c.add_argument('-o', '--output', required=True,
-                 help='output folder, or a file name ending in .vqz for one image')
+  c.add_argument('-o', '--output', default=None,
+                 help='output folder, or a file name ending in .vqz for one image '
+                      '(default: x.vqz next to each x.png)')
+  _add_batch_flags(c)
   d = sub.add_parser('decompress', help='decompress .vqz files to PNG')
   d.add_argument('files', nargs='+')
-  d.add_argument('--model', default=None, help='the VQ-VAE folder (default: the prior\'s)')
+  d.add_argument('--model', default=None,
+                 help='the VQ-VAE folder (default: found from the file, see README)')
   d.add_argument('--prior', default=None, help='the prior folder (entropy-coded files)')
-  d.add_argument('-o', '--output', required=True,
-                 help='output folder, or a file name ending in .png for one file')
+  d.add_argument('-o', '--output', default=None,
+                 help='output folder, or a file name ending in .png for one file '
+                      '(default: x.png next to each x.vqz)')
+  _add_batch_flags(d)
   d.add_argument('--save-codes', action='store_true', help='also write the codes as .npy')
   i = sub.add_parser('info', help='print the header of .vqz files')
   i.add_argument('files', nargs='+')

@@ -99,7 +99,7 @@ def codes_of(codec, path: str) -> np.ndarray:
     raise UserError(f'{path}: no such file')
   with open(path, 'rb') as f:
     head = f.read(len(codec_format.MAGIC))
-  if head == codec_format.MAGIC:
+  if codec_format.is_compressed(head):
     with open(path, 'rb') as f:
       return compression.read_codes(codec, f.read(), path)[1]
   image = compression.load_image(path, codec.channels)

@@ -7,8 +7,14 @@ stored in a `.vqz` file (`codec_format`) either
   * 'prior': range-coded with the class-conditional PixelCNN prior
     (`prior_coding`); an unlabelled image gets the label whose payload is
     shortest, and the label is stored.
-Decompression decodes the codes, runs the VQ-VAE decoder and crops back to
-H x W. Everything needs only the model folders (`load_codec`).
+New files are format version 2; version 1 files are read too. Decompression
+decodes the codes, runs the VQ-VAE decoder and crops back to H x W. Everything
+needs only the model folders (`load_codec`; `model_registry` finds them from a
+file's fingerprint).
+
+Bounded work: before entropy decoding, the grid must fit the payload
+(`codec_format.check_bound`) and the prior's scan must fit PRIOR_MEMORY_BUDGET
+(`prior_memory`); the encoder refuses what the decoder would refuse.
 """
 from __future__ import annotations
 
@@ -21,15 +27,17 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vqvae_jax import checkpoints, codec_format, prior_coding
-from vqvae_jax.codec_format import FIXED, PRIOR, FormatError, Header
+from vqvae_jax.codec_format import FIXED, PRIOR, Binding, FormatError, Header, HeaderV2
 from vqvae_jax.errors import UserError
 from vqvae_jax.models import VQVAE
 
 METHODS = {'fixed': FIXED, 'prior': PRIOR}
 _NO_FINGERPRINT = bytes(codec_format.FINGERPRINT_BYTES)
 # Entropy decoding runs the prior once per code: refuse absurd grids (a crafted
-# header) instead of running out of memory; 2^22 codes is an 8192 x 8192 image.
+# header) instead of running out of memory; 2^22 codes is an 8192 x 8192 image,
+# and the prior's caches must fit the memory budget.
 MAX_PRIOR_CODES = 1 << 22
+PRIOR_MEMORY_BUDGET = 2 << 30
 
 
 def fingerprint(variables) -> bytes:
@@ -56,6 +64,16 @@ class Codec:
   @property
   def k(self) -> int:
     return self.model.k
+
+  def binding(self, method: int) -> Binding:
+    """What a version-2 file of this method takes from the model."""
+    prior_fp = self.prior_fingerprint if method == PRIOR else _NO_FINGERPRINT
+    return Binding(self.model_fingerprint, prior_fp, self.k, self.channels)
+
+  def pair_fingerprint(self, method: int) -> bytes:
+    """The 2-byte fingerprint version-2 files of this method carry."""
+    return codec_format.pair_fingerprint(self.model_fingerprint,
+                                         self.binding(method).prior_fingerprint)
 
 
 def load_codec(model_dir: str | None = None, prior_dir: str | None = None) -> Codec:
@@ -184,11 +202,30 @@ def psnr(a, b) -> float:
 
 # --- files -------------------------------------------------------------------
 
+def prior_memory(prior, num_codes: int) -> int:
+  """An upper estimate of the bytes the prior's coding scan allocates for a grid
+  of `num_codes` codes: per class label, a float32 cache of every layer's
+  activations over the grid plus its embedding and the codes."""
+  per_code = prior.num_classes * 4 * (prior.hidden * (prior.num_layers + 1) + 2)
+  return per_code * num_codes
+
+
+def _check_prior_work(codec: Codec, grid, name: str) -> None:
+  """UserError if entropy coding a grid would exceed the code or memory limits."""
+  n = grid[0] * grid[1]
+  need = prior_memory(codec.prior, n)
+  if n > MAX_PRIOR_CODES or need > PRIOR_MEMORY_BUDGET:
+    raise UserError(f'{name} has a {grid[0]}x{grid[1]} code grid: entropy coding it with '
+                    f'this prior would take about {need / 2**30:.1f} GiB (limits: '
+                    f'{MAX_PRIOR_CODES} codes, {PRIOR_MEMORY_BUDGET / 2**30:.0f} GiB); '
+                    'use --method fixed for images this large')
+
+
 @dataclasses.dataclass(frozen=True)
 class Compressed:
   """One compressed image: the file bytes, its codes, label and decoded image."""
   data: bytes
-  header: Header
+  header: Header | HeaderV2
   codes: np.ndarray
   reconstruction: np.ndarray
   psnr: float
@@ -205,20 +242,20 @@ def compress_codes(codec: Codec, codes, image_size, method: str = 'prior',
     raise UserError(f'method must be one of {", ".join(METHODS)}, got {method!r}')
   codes = np.asarray(codes, np.int32)
   label = resolve_label(codec, label)
+  if codes.shape != codec_format.grid_shape(*image_size):
+    raise UserError(f'a {codes.shape} code grid does not belong to a {tuple(image_size)} image')
   if method == 'prior':
     if codec.prior is None:
       raise UserError("method 'prior' needs a prior (--prior)")
+    _check_prior_work(codec, codes.shape, 'the image')
     payload, label = prior_coding.encode(codec.prior, codec.prior_params, codes, label)
+    # Zero bytes past the end change nothing the range decoder reads
+    # (codec_format: bounded work).
+    payload = payload.ljust(codec_format.min_prior_payload(codes.size), b'\0')
   else:
     payload = codec_format.pack_fixed(codes, codec.k)
-  header = Header(method=METHODS[method], channels=codec.channels,
-                  model_fingerprint=codec.model_fingerprint,
-                  prior_fingerprint=(codec.prior_fingerprint if method == 'prior'
-                                     else _NO_FINGERPRINT),
-                  height=int(image_size[0]), width=int(image_size[1]),
-                  grid_height=codes.shape[0], grid_width=codes.shape[1], k=codec.k,
-                  label=label, codes_crc=codec_format.codes_crc(codes))
-  return codec_format.pack(header, payload)
+  return codec_format.pack_v2(METHODS[method], image_size, label,
+                              codec.binding(METHODS[method]), payload, codes)
 
 
 def compress(codec: Codec, image, method: str = 'prior', label=None) -> Compressed:
@@ -231,10 +268,39 @@ def compress(codec: Codec, image, method: str = 'prior', label=None) -> Compress
   return Compressed(data, header, codes, recon, psnr(image, recon))
 
 
-def read_codes(codec: Codec, data: bytes, name: str = 'the file') -> tuple[Header, np.ndarray]:
-  """File bytes -> (header, codes [h, w]) after every check (FormatError /
-  UserError: wrong model, missing prior, corrupted payload)."""
+def read_codes(codec: Codec, data: bytes,
+               name: str = 'the file') -> tuple[Header | HeaderV2, np.ndarray]:
+  """File bytes (version 1 or 2) -> (header, codes [h, w]) after every check
+  (FormatError / UserError: wrong model, missing prior, corrupted payload)."""
   header, payload = codec_format.unpack(data, name)
+  if header.version == 1:
+    return header, _read_codes_v1(codec, header, payload, name)
+  if header.method == PRIOR and codec.prior is None:
+    raise UserError(f'{name} is entropy-coded with a prior: pass --prior')
+  if header.fingerprint != codec.pair_fingerprint(header.method):
+    what = 'VQ-VAE and prior' if header.method == PRIOR else 'VQ-VAE'
+    raise UserError(f'{name} was compressed with another model (fingerprint '
+                    f'{header.fingerprint.hex()}; this {what} is '
+                    f'{codec.pair_fingerprint(header.method).hex()}): pass the --model / '
+                    '--prior it was made with')
+  codes = _decode_payload(codec, header, payload, codec.k, name)
+  codec_format.check_v2(header, codec.binding(header.method), payload, codes, name)
+  return header, codes
+
+
+def _decode_payload(codec: Codec, header, payload: bytes, k: int, name: str):
+  """payload -> codes [h, w] by the file's method (bounded: `_check_prior_work`)."""
+  if header.method == FIXED:
+    return codec_format.unpack_fixed(payload, header.grid, k)
+  if header.label is None:
+    raise FormatError(f'{name} is entropy-coded but stores no label')
+  _check_prior_work(codec, header.grid, name)
+  return prior_coding.decode(codec.prior, codec.prior_params, payload, header.grid,
+                             header.label)
+
+
+def _read_codes_v1(codec: Codec, header: Header, payload: bytes, name: str) -> np.ndarray:
+  """The model checks and decoding of a version-1 file -> codes [h, w]."""
   if header.model_fingerprint != codec.model_fingerprint:
     raise UserError(f'{name} was compressed with another VQ-VAE (fingerprint '
                     f'{header.model_fingerprint.hex()}, this one is '
@@ -249,23 +315,15 @@ def read_codes(codec: Codec, data: bytes, name: str = 'the file') -> tuple[Heade
       raise UserError(f'{name} was compressed with another prior (fingerprint '
                       f'{header.prior_fingerprint.hex()}, this one is '
                       f'{codec.prior_fingerprint.hex()}): pass the --prior it was made with')
-    if header.label is None:
-      raise FormatError(f'{name} is entropy-coded but stores no label')
-    if header.grid_height * header.grid_width > MAX_PRIOR_CODES:
-      raise UserError(f'{name} holds a {header.grid_height}x{header.grid_width} code grid; '
-                      f'entropy decoding is limited to {MAX_PRIOR_CODES} codes')
-    codes = prior_coding.decode(codec.prior, codec.prior_params, payload, header.grid,
-                                header.label)
-  else:
-    codes = codec_format.unpack_fixed(payload, header.grid, header.k)
+  codes = _decode_payload(codec, header, payload, header.k, name)
   if codec_format.codes_crc(codes) != header.codes_crc:
     raise FormatError(f'the codes decoded from {name} do not match its CRC: the prior '
                       'computes other probabilities here than where the file was made '
                       '(another machine or library version?) or the file is corrupted')
-  return header, codes
+  return codes
 
 
-def _crop(image, header: Header) -> np.ndarray:
+def _crop(image, header) -> np.ndarray:
   return image[:header.height, :header.width]
 
 
@@ -281,9 +339,13 @@ def decompress(codec: Codec, data: bytes, name: str = 'the file') -> np.ndarray:
 
 
 def info(data: bytes, name: str = 'the file') -> dict:
-  """The header of a file as a dict, plus sizes; needs no model."""
+  """The header of a file as a dict, plus sizes; needs no model. FormatError if
+  the payload cannot hold the grid (`codec_format.check_bound`)."""
   header, payload = codec_format.unpack(data, name)
   out = header.describe()
-  out.update(file_bytes=len(data), payload_bytes=len(payload),
+  out.update(file_bytes=len(data), header_bytes=len(data) - len(payload),
+             payload_bytes=len(payload),
              bits_per_pixel=8.0 * len(data) / (header.height * header.width))
+  if header.method == FIXED:
+    out['bits_per_code'] = codec_format.fixed_code_bits(header, len(payload))
   return out

@@ -3,17 +3,29 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 
 from vqvae_jax.errors import UserError
 
 
+def _create_temp(folder: str, base: str) -> tuple[int, str]:
+  """A new empty file '.<base>.<random>' in `folder` -> (fd, path), created with
+  mode 0666 less the umask (like any new file; mkstemp would give 0600)."""
+  while True:
+    tmp = os.path.join(folder, f'.{base}.{secrets.token_hex(6)}')
+    try:
+      return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+    except FileExistsError:
+      continue
+
+
 def atomic_write(path: str, data: bytes | str) -> None:
-  """Writes `data` to a temporary file beside `path`, fsyncs, then renames."""
+  """Writes `data` to a temporary file beside `path`, fsyncs, then renames; the
+  file's mode honours the umask."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   mode = 'wb' if isinstance(data, bytes) else 'w'
-  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=folder)
+  fd, tmp = _create_temp(folder, os.path.basename(path))
   try:
     with os.fdopen(fd, mode) as f:
       f.write(data)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import decimal
 import functools
 import itertools
+import logging
 import threading
 
 import jax
@@ -43,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-from vqvae_jax import sampling
+from vqvae_jax import integer_prior, sampling
 from vqvae_jax.codec_format import FormatError
 from vqvae_jax.prior import GatedPixelCNN
 
@@ -74,7 +75,23 @@ def frequencies(logits) -> np.ndarray:
   if not 2 <= k < 1 << PRECISION:
     raise ValueError(f'need 2 <= K < 2^{PRECISION}, got {k}')
   diff = (logits.max(axis=-1, keepdims=True) - logits).astype(np.float64)
-  steps = np.minimum(np.floor(diff * STEPS_PER_NAT + 0.5), MAX_STEPS).astype(np.int64)
+  return _tables(np.minimum(np.floor(diff * STEPS_PER_NAT + 0.5), MAX_STEPS).astype(np.int64))
+
+
+def frequencies_from_logits(logits) -> np.ndarray:
+  """Integer logits [..., K] in units of 1/64 nat (`integer_prior`) -> integer
+  frequencies [..., K]: the rule above from step 2 on, with d = max(l) - l[i]
+  capped at 2048 (exact: no float anywhere)."""
+  logits = np.asarray(logits, np.int64)
+  k = logits.shape[-1]
+  if not 2 <= k < 1 << PRECISION:
+    raise ValueError(f'need 2 <= K < 2^{PRECISION}, got {k}')
+  return _tables(np.minimum(logits.max(axis=-1, keepdims=True) - logits, MAX_STEPS))
+
+
+def _tables(steps) -> np.ndarray:
+  """Steps d [..., K] int64 in [0, 2048] -> frequencies (steps 2-4 of the rule)."""
+  k = steps.shape[-1]
   weights = weight_table()[steps]
   free = (1 << PRECISION) - k
   f = weights * free // weights.sum(axis=-1, keepdims=True)
@@ -199,8 +216,19 @@ def encode(model: GatedPixelCNN, params, codes, label: int | None = None):
   return best
 
 
+class _StopScan(Exception):
+  """Raised in the host callback to abort the scan (the decoder already failed)."""
+
+
+def _hide_stop_scan(record) -> bool:
+  """Logging filter: drops JAX's traceback of our own `_StopScan`."""
+  return not (record.exc_info and isinstance(record.exc_info[1], _StopScan))
+
+
 class _Decoder:
-  """Host side of the decoding scan: one code per call, errors kept for later."""
+  """Host side of the decoding scan: one code per call. The first range-decoder
+  error is kept and the scan aborted at once (an exception in an io_callback
+  stops the compiled loop), instead of running the prior over the rest."""
 
   def __init__(self, payload: bytes, label: int):
     self.constriction = _constriction()
@@ -211,14 +239,14 @@ class _Decoder:
   def __call__(self, position, logits):
     del position
     if self.error is not None:
-      return 0
+      raise _StopScan()
     try:
       weights = (frequencies(logits[self.label]) - 1).astype(np.float32)
       model = self.constriction.stream.model.Categorical(weights, perfect=False)
       return int(self.decoder.decode(model))
     except Exception as e:  # pylint: disable=broad-except
       self.error = e
-      return 0
+      raise _StopScan() from e
 
 
 def decode(model: GatedPixelCNN, params, payload: bytes, shape, label: int) -> np.ndarray:
@@ -227,7 +255,16 @@ def decode(model: GatedPixelCNN, params, payload: bytes, shape, label: int) -> n
     raise FormatError(f'label {label} is out of range for a prior with '
                       f'{model.num_classes} classes')
   handler = _Decoder(payload, label)
-  codes = _run(model, params, shape, handler)[0]
+  callback_log = logging.getLogger('jax._src.callback')  # logs a callback's exception
+  callback_log.addFilter(_hide_stop_scan)
+  try:
+    codes = _run(model, params, shape, handler)[0]
+  except Exception:  # the callback's _StopScan arrives wrapped in a runtime error
+    if handler.error is None:
+      raise
+    codes = None
+  finally:
+    callback_log.removeFilter(_hide_stop_scan)
   if handler.error is not None:
     raise FormatError(f'the entropy-coded payload could not be decoded ({handler.error})')
   return codes.astype(np.int32)
@@ -243,3 +280,93 @@ def ideal_bits(logits, codes) -> np.ndarray:
   picked = np.take_along_axis(logp, np.broadcast_to(
       codes[:, None], logp.shape[:-1] + (1,)), axis=-1)[..., 0]
   return -np.sum(picked, axis=-1) / np.log(2.0)
+
+
+# --- portable batched coding with the integer prior (format version 2) --------
+
+ENCODE_CHUNK = 64   # grids per all-label pass (memory: chunk * classes * h * w * K int32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _best_labels(iprior, arrays, codes):
+  """codes [B, h, w] -> (labels [B] int32 whose integer logits give the fewest
+  ideal bits, those logits [B, h, w, K] int32): one pass over every label.
+
+  The choice uses float log-softmax of the integer logits; it only affects the
+  length of the file, never what the decoder computes."""
+  b, c = codes.shape[0], iprior.num_classes
+  every = integer_prior.logits(iprior, arrays, jnp.repeat(codes, c, axis=0),
+                               jnp.tile(jnp.arange(c, dtype=jnp.int32), b))
+  logp = jax.nn.log_softmax(every.astype(jnp.float32) / STEPS_PER_NAT, axis=-1)
+  picked = jnp.take_along_axis(logp, jnp.repeat(codes, c, axis=0)[..., None], axis=-1)
+  nats = -jnp.sum(picked, axis=(1, 2, 3)).reshape(b, c)
+  best = jnp.argmin(nats, axis=1).astype(jnp.int32)
+  return best, every.reshape((b, c) + every.shape[1:])[jnp.arange(b), best]
+
+
+def integer_logits(iprior, arrays, codes, labels=None):
+  """codes [B, h, w] int, labels [B] int or None (choose each) -> (labels [B]
+  int32, logits [B, h, w, K] int32) of the integer prior (teacher forcing)."""
+  codes = jnp.asarray(codes, jnp.int32)
+  if labels is None:
+    return _best_labels(iprior, arrays, codes)
+  labels = jnp.asarray(labels, jnp.int32)
+  return labels, integer_prior.logits(iprior, arrays, codes, labels)
+
+
+def encode_batch(iprior, arrays, codes, labels=None) -> list[tuple[bytes, int]]:
+  """Range-codes grids with the integer prior.
+
+  codes: [B, h, w] int in [0, K); labels: [B] ints, or None to give each grid
+  the label with the shortest code; arrays = `integer_prior.device_arrays`.
+  Returns [(payload, label)] * B. Inverse: `decode_batch`.
+  """
+  codes = np.asarray(codes, np.int32)
+  out = []
+  for start in range(0, len(codes), ENCODE_CHUNK):
+    chunk = codes[start:start + ENCODE_CHUNK]
+    part = None if labels is None else np.asarray(labels)[start:start + ENCODE_CHUNK]
+    used, logits = integer_logits(iprior, arrays, chunk, part)
+    freqs = frequencies_from_logits(np.asarray(logits))
+    freqs = freqs.reshape(len(chunk), -1, freqs.shape[-1])
+    out.extend((encode_with_tables(f, c), int(y))
+               for f, c, y in zip(freqs, chunk, np.asarray(used)))
+  return out
+
+
+def decode_batch(iprior, arrays, payloads, shape, labels):
+  """Inverse of `encode_batch` for grids of one shape.
+
+  payloads: B byte strings, shape: (h, w), labels: [B] ints -> (codes
+  [B, h, w] int32, errors: B entries, None or the message of the range
+  decoder's first error; a failed grid stops there and keeps zeros).
+  """
+  c = _constriction()
+  h, w = (int(s) for s in shape)
+  b = len(payloads)
+  labels = np.asarray(labels, np.int32).reshape(b)
+  if b and (labels.min() < 0 or labels.max() >= iprior.num_classes):
+    raise FormatError(f'labels must be in [0, {iprior.num_classes}), got {labels.tolist()}')
+  decoders = [c.stream.queue.RangeDecoder(_to_words(p)) for p in payloads]
+  errors = [None] * b
+  codes = np.zeros((b, h, w), np.int32)
+  if b == 0 or h * w == 0:
+    return codes, errors
+  dev_labels = jnp.asarray(labels)
+  v_cache, h_row = integer_prior.init_caches(iprior, b, (h, w))
+  for i in range(h):
+    v_pres, v_cache = integer_prior.row_step(iprior, arrays, codes, v_cache, jnp.int32(i),
+                                             dev_labels)
+    for j in range(w):
+      logits, h_row = integer_prior.position_step(iprior, arrays, codes, v_pres, h_row,
+                                                  jnp.int32(i), jnp.int32(j), dev_labels)
+      weights = (frequencies_from_logits(np.asarray(logits)) - 1).astype(np.float32)
+      for n, decoder in enumerate(decoders):
+        if errors[n] is None:
+          try:
+            codes[n, i, j] = decoder.decode(c.stream.model.Categorical(weights[n], perfect=False))
+          except Exception as e:  # pylint: disable=broad-except
+            errors[n] = f'{type(e).__name__}: {e}'
+      if all(e is not None for e in errors):
+        return codes, errors
+  return codes, errors

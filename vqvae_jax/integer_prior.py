@@ -1,0 +1,402 @@
+"""The Gated PixelCNN prior in integer arithmetic, for portable entropy coding.
+
+A range decoder must rebuild the encoder's probability tables bit for bit.
+Float inference cannot promise that across thread counts, ISAs, GPUs or XLA
+versions (summation order changes the last bits), so the coding path runs a
+converted copy of the trained float prior in which every value is an integer
+and every operation is exact (Ballé, Johnston and Minnen, "Integer networks for
+data compression with latent-variable models", ICLR 2019):
+
+  * weights: int8, one power-of-two scale per output channel (post-training
+    quantisation, `quantize`);
+  * activations fed to a matrix product: int8 with a power-of-two scale per
+    tensor, calibrated on training codes (saturating);
+  * products: int8 x int8 dots accumulated in int32 (at most 127^2 * fan-in,
+    far below 2^31, so no overflow; integer addition is associative, so the
+    order of summation cannot matter);
+  * rescaling: arithmetic shifts with round-half-up; biases and class biases
+    are int32 at the accumulator's scale;
+  * the gates: tanh and sigmoid as lookup tables (`gate_tables`), computed once
+    with Python's `decimal` (correctly rounded, the same everywhere);
+  * the residual horizontal stack is carried in int32 with 12 fractional bits;
+  * the logits are int32 in units of 1/64 nat: the coder's frequency tables
+    (`prior_coding.frequencies_from_logits`) follow from them exactly.
+
+A value written q with f fractional bits stands for q * 2^-f. The layer
+structure is `vqvae_jax.prior`'s (see its docstring): for layer l,
+  v_pre = conv_v(v) + b                        (int32, F_GATE bits)
+  v'    = gate(v_pre + c_y)                    (int8, 7 bits)
+  h'    = h_proj(gate(v_to_h(v_pre) + conv_h(h) + c_y)) [+ h]   (int32, F_RES bits)
+and logits = out(relu(head(h))).
+
+`logits(iprior, codes, labels)` runs the whole grid at once (teacher forcing,
+for the encoder); `row_step` / `position_step` compute one row's vertical stacks
+and one position's horizontal stacks and logits (for the decoder). Integer
+arithmetic makes the two give identical logits, whatever the batch. The arrays
+live in `IntegerPrior.arrays` (NumPy), saved as an `.npz` (`save` / `load`)
+whose sha256 is the prior's fingerprint in `.vqz` files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import functools
+import hashlib
+import io
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from vqvae_jax.prior import GatedPixelCNN, conv_windows
+
+FORMAT = 1          # version of the arrays' layout (stored in the .npz)
+QMAX = 127          # int8 range used: [-127, 127]
+F_GATE = 8          # fractional bits of gate inputs (and v_pre)
+F_GATE_OUT = 7      # gate outputs in (-1, 1) as int8
+F_RES = 12          # the residual horizontal stack (int32)
+F_LOGIT = 6         # logits in 1/64 nat
+F_TABLE = 14        # fractional bits of the tanh / sigmoid tables
+GATE_RANGE = 8      # gate inputs are clamped to [-8, 8]
+_CALIB_MARGIN = 1.0
+
+
+# --- fixed-point helpers (all exact integer arithmetic) ----------------------
+
+def _shift_round(x, shift):
+  """x * 2^-shift rounded half up, for int32 x and integer shift (any sign;
+  per channel if an array): the rescaling between fixed-point formats."""
+  shift = jnp.asarray(shift, jnp.int32)
+  right = jnp.maximum(shift, 0)
+  half = jnp.where(right > 0, jnp.left_shift(1, jnp.maximum(right - 1, 0)), 0)
+  down = jnp.right_shift(x + half, right)
+  return jnp.left_shift(down, jnp.maximum(-shift, 0))
+
+
+def _to_int8(x):
+  """Saturating int32 -> int8 in [-127, 127]."""
+  return jnp.clip(x, -QMAX, QMAX).astype(jnp.int8)
+
+
+def _dot(x, w):
+  """x [..., n] int8, w [n, m] int8 -> [..., m] int32 (exact)."""
+  return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
+                         preferred_element_type=jnp.int32)
+
+
+def _conv(window, kernel, kh, kw):
+  """VALID convolution as patches @ kernel: window [B, R+kh-1, S+kw-1, C] int8,
+  kernel [kh * kw * C, O] int8 (rows ordered (dy, dx, c)) -> [B, R, S, O] int32."""
+  rows, cols = window.shape[1:3]
+  r, s = rows - kh + 1, cols - kw + 1
+  patches = jnp.concatenate([window[:, dy:dy + r, dx:dx + s]
+                             for dy in range(kh) for dx in range(kw)], axis=-1)
+  return _dot(patches, kernel)
+
+
+@functools.lru_cache(maxsize=4)
+def gate_tables(f_in: int = F_GATE, f_out: int = F_TABLE, limit: int = GATE_RANGE):
+  """tanh and sigmoid on the grid t = i * 2^-f_in, |t| <= limit -> two int32
+  arrays [2 * limit * 2^f_in + 1], values round(2^f_out * fn(t)), computed
+  with `decimal` at 40 digits (the same on every machine)."""
+  ctx = decimal.Context(prec=40)
+  n = limit << f_in
+  one = decimal.Decimal(1)
+  scale = decimal.Decimal(1 << f_out)
+  tanh, sig = [], []
+  for i in range(-n, n + 1):
+    t = ctx.divide(decimal.Decimal(i), decimal.Decimal(1 << f_in))
+    e2 = ctx.exp(2 * t)
+    tanh.append(int(ctx.multiply(ctx.divide(e2 - one, e2 + one), scale)
+                    .to_integral_value(rounding=decimal.ROUND_HALF_UP)))
+    sig.append(int(ctx.multiply(ctx.divide(one, one + ctx.exp(-t)), scale)
+                   .to_integral_value(rounding=decimal.ROUND_HALF_UP)))
+  return np.array(tanh, np.int32), np.array(sig, np.int32)
+
+
+def _gate(t, tables):
+  """t [..., 2C] int32 with F_GATE bits -> tanh(a) * sigmoid(b) [..., C] int8, 7 bits."""
+  tanh, sig = tables
+  n = GATE_RANGE << F_GATE
+  a, b = jnp.split(jnp.clip(t, -n, n) + n, 2, axis=-1)
+  prod = jnp.take(tanh, a) * jnp.take(sig, b)          # |.| <= 2^28
+  return _to_int8(_shift_round(prod, 2 * F_TABLE - F_GATE_OUT))
+
+
+# --- the converted model -------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class IntegerPrior:
+  """An integer Gated PixelCNN: static sizes + NumPy arrays (see `quantize`).
+
+  arrays: 'embed' [K, C] int8; per layer l, 'l{l}/<name>' for
+  v_w, h_w [kh * kw * C, 2C], vh_w [2C, 2C], p_w [C, 2C -> C] int8 kernels
+  with their per-output-channel shifts '<name>_s' int32 and biases '<name>_b'
+  int32, 'cls' [classes, 2C] int32; 'f' [num_layers, 2] int32 the calibrated
+  fractional bits of (v_pre as int8, h as int8); 'head_w', 'out_w', ... for
+  the head; 'f_embed', 'f_relu' scalars.
+  """
+  num_codes: int
+  num_classes: int
+  hidden: int
+  num_layers: int
+  first_kernel: int
+  kernel: int
+  arrays: dict = dataclasses.field(compare=False, hash=False, repr=False)
+
+  def __hash__(self):  # static argument of jitted functions: sizes + fingerprint
+    return hash((self.num_codes, self.num_classes, self.hidden, self.num_layers,
+                 self.first_kernel, self.kernel, self.fingerprint))
+
+  def __eq__(self, other):
+    return isinstance(other, IntegerPrior) and hash(self) == hash(other) and (
+        self.fingerprint == other.fingerprint)
+
+  @functools.cached_property
+  def fingerprint(self) -> bytes:
+    """sha256 of the sizes and every array (name, dtype, shape, bytes)."""
+    h = hashlib.sha256(repr(self._sizes()).encode())
+    for name in sorted(self.arrays):
+      a = np.ascontiguousarray(self.arrays[name])
+      h.update(f'{name}:{a.dtype.str}:{a.shape}'.encode())
+      h.update(a.tobytes())
+    return h.digest()
+
+  def _sizes(self):
+    return (FORMAT, self.num_codes, self.num_classes, self.hidden, self.num_layers,
+            self.first_kernel, self.kernel)
+
+  def windows(self):
+    return [conv_windows(self.first_kernel if l == 0 else self.kernel, first=(l == 0))
+            for l in range(self.num_layers)]
+
+
+def save(iprior: IntegerPrior, path: str):
+  """Writes the model to `path` (.npz) atomically."""
+  from vqvae_jax.fileio import atomic_write  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  np.savez(buf, _sizes=np.array(iprior._sizes(), np.int64), **iprior.arrays)  # pylint: disable=protected-access
+  atomic_write(path, buf.getvalue())
+
+
+def load(path: str) -> IntegerPrior:
+  """Reads a model written by `save` (ValueError if it is not one)."""
+  with np.load(path, allow_pickle=False) as z:
+    arrays = {k: z[k] for k in z.files if k != '_sizes'}
+    sizes = [int(s) for s in z['_sizes']]
+  if sizes[0] != FORMAT:
+    raise ValueError(f'{path}: integer prior format {sizes[0]}, expected {FORMAT}')
+  return IntegerPrior(*sizes[1:], arrays=arrays)
+
+
+def _quantize_kernel(w):
+  """float [fan_in, O] -> (int8 [fan_in, O], exponents e [O] int32) with
+  w ~ q * 2^-e, e the largest with max |q| <= 127 per output channel."""
+  w = np.asarray(w, np.float64)
+  peak = np.maximum(np.abs(w).max(axis=0), 1e-30)
+  e = np.clip(np.floor(np.log2(QMAX / peak)), -8, 24).astype(np.int32)
+  q = np.clip(np.round(w * np.exp2(e)), -QMAX, QMAX).astype(np.int8)
+  return q, e
+
+
+def _frac_bits(peak):
+  """Fractional bits of an int8 tensor whose values reach |peak|."""
+  return int(np.clip(np.floor(np.log2(QMAX / max(float(peak) * _CALIB_MARGIN, 1e-30))), -8, 20))
+
+
+def _fixed(x, f):
+  return np.round(np.asarray(x, np.float64) * 2.0 ** f).astype(np.int32)
+
+
+def _kernel_size(iprior: IntegerPrior, l: int):
+  """((kh, kw) of the vertical conv, kw of the horizontal conv) of layer l."""
+  (v_rows, v_cols), h_cols = iprior.windows()[l]
+  return (sum(v_rows) + 1, sum(v_cols) + 1), sum(h_cols) + 1
+
+
+def quantize(model: GatedPixelCNN, params, codes, labels) -> IntegerPrior:
+  """Converts a trained float prior to integers, calibrated on code grids.
+
+  codes: [N, h, w] int training grids, labels: [N] int (a few hundred are
+  plenty). Each int8 activation's scale is the largest power of two that keeps
+  its largest calibration value in range.
+  """
+  peaks = _calibrate(model, params, codes, labels)
+  a = {}
+  emb = np.asarray(params['embed']['embedding'], np.float64)
+  f_embed = _frac_bits(np.abs(emb).max())
+  a['embed'] = np.clip(np.round(emb * 2.0 ** f_embed), -QMAX, QMAX).astype(np.int8)
+  f = np.zeros((model.num_layers, 2), np.int32)
+  f_h_in = f_embed
+  for l in range(model.num_layers):
+    p = params[f'layers_{l}']
+    f[l] = (_frac_bits(peaks['v_pre'][l]), _frac_bits(peaks['h'][l]))
+    f_v_in = f_embed if l == 0 else F_GATE_OUT
+    _put(a, f'l{l}/v', p['v_conv'], f_v_in, F_GATE)
+    _put(a, f'l{l}/vh', p['v_to_h'], f[l, 0], F_GATE)
+    _put(a, f'l{l}/h', p['h_conv'], f_h_in, F_GATE)
+    _put(a, f'l{l}/p', p['h_proj'], F_GATE_OUT, F_RES)
+    a[f'l{l}/cls'] = _fixed(p['class_bias']['embedding'], F_GATE)
+    f_h_in = int(f[l, 1])
+  f_relu = _frac_bits(peaks['relu'])
+  _put(a, 'head', params['head'], f_h_in, f_relu)
+  _put(a, 'out', params['out'], f_relu, F_LOGIT)
+  a['f'] = f
+  a['f_embed'] = np.array(f_embed, np.int32)
+  return IntegerPrior(model.num_codes, model.num_classes, model.hidden, model.num_layers,
+                      model.first_kernel, model.kernel, arrays=a)
+
+
+def _put(a, name, dense, f_in, f_out):
+  """Quantises a conv / dense layer {'kernel' [..., in, out], 'bias' [out]} whose
+  input has f_in fractional bits, to produce f_out bits: '<name>_w', '_s', '_b'."""
+  kernel = np.asarray(dense['kernel'], np.float64)
+  q, e = _quantize_kernel(kernel.reshape(-1, kernel.shape[-1]))
+  shift = f_in + e - f_out
+  bound = int(np.abs(q.astype(np.int64)).sum(axis=0).max()) * QMAX
+  if bound >= 1 << 30 or int(bound * 2.0 ** max(0, -int(shift.min()))) >= 1 << 30:
+    raise ValueError(f'{name}: integer accumulator could overflow (bound {bound})')
+  a[name + '_w'], a[name + '_s'] = q, shift.astype(np.int32)
+  a[name + '_b'] = _fixed(dense['bias'], f_out)
+
+
+def _calibrate(model: GatedPixelCNN, params, codes, labels) -> dict:
+  """Largest |value| of each quantised activation of the float model."""
+  codes = jnp.asarray(codes, jnp.int32)
+  labels = jnp.asarray(labels, jnp.int32)
+  _, inter = model.apply({'params': params}, codes, labels, capture_intermediates=True)
+  inter = inter['intermediates']
+  peak = lambda x: float(jnp.max(jnp.abs(x)))
+  v_pre = [peak(inter[f'layers_{l}']['v_conv']['__call__'][0]) for l in range(model.num_layers)]
+  h = [peak(inter[f'layers_{l}']['__call__'][0][1]) for l in range(model.num_layers)]
+  relu = max(float(jnp.max(inter['head']['__call__'][0])), 1e-6)
+  return {'v_pre': v_pre, 'h': h, 'relu': relu}
+
+
+# --- forward passes --------------------------------------------------------------
+
+def device_arrays(iprior: IntegerPrior) -> dict:
+  """The arrays as JAX arrays, plus the gate tables (pass to the steps)."""
+  out = {k: jnp.asarray(v) for k, v in iprior.arrays.items()}
+  out['tanh'], out['sigmoid'] = (jnp.asarray(t) for t in gate_tables())
+  return out
+
+
+def _pad(x, pads):
+  (t, b), (l, r) = pads
+  return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
+
+
+def _vertical(iprior, a, l, window):
+  """window int8 [B, R+kh-1, S+kw-1, C] -> v_pre [B, R, S, 2C] int32 (F_GATE bits)."""
+  (kh, kw), _ = _kernel_size(iprior, l)
+  acc = _conv(window, a[f'l{l}/v_w'], kh, kw)
+  return _shift_round(acc, a[f'l{l}/v_s']) + a[f'l{l}/v_b']
+
+
+def _horizontal(iprior, a, l, v_pre, window, h_res, c):
+  """One horizontal stack: v_pre [B, R, S, 2C], h window int8 [B, R, S+kw-1, C],
+  the residual h_res [B, R, S, C] int32 (None for layer 0), c [B, 1, 1, 2C]
+  -> (h_res' int32 F_RES bits, h' int8 with the layer's calibrated bits)."""
+  _, kw = _kernel_size(iprior, l)
+  f_vp, f_h = a['f'][l, 0], a['f'][l, 1]
+  vp8 = _to_int8(_shift_round(v_pre, F_GATE - f_vp))
+  t = (_shift_round(_dot(vp8, a[f'l{l}/vh_w']), a[f'l{l}/vh_s']) + a[f'l{l}/vh_b'] +
+       _shift_round(_conv(window, a[f'l{l}/h_w'], 1, kw), a[f'l{l}/h_s']) + a[f'l{l}/h_b'] + c)
+  g = _gate(t, (a['tanh'], a['sigmoid']))
+  out = _shift_round(_dot(g, a[f'l{l}/p_w']), a[f'l{l}/p_s']) + a[f'l{l}/p_b']
+  if h_res is not None:
+    out = out + h_res
+  return out, _to_int8(_shift_round(out, F_RES - f_h))
+
+
+def _class_bias(a, l, labels):
+  return jnp.take(a[f'l{l}/cls'], labels, axis=0)[:, None, None, :]
+
+
+def _head(a, h8):
+  """h8 [..., C] int8 -> logits [..., K] int32 in 1/64 nat."""
+  r = jnp.maximum(_shift_round(_dot(h8, a['head_w']), a['head_s']) + a['head_b'], 0)
+  r8 = jnp.minimum(r, QMAX).astype(jnp.int8)
+  return _shift_round(_dot(r8, a['out_w']), a['out_s']) + a['out_b']
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def logits(iprior: IntegerPrior, a, codes, labels):
+  """Whole-grid pass: codes [B, h, w] int, labels [B] int -> [B, h, w, K] int32
+  logits in 1/64 nat; `a` = `device_arrays(iprior)`."""
+  win = iprior.windows()
+  v = h8 = jnp.take(a['embed'], codes, axis=0)
+  h_res = None
+  for l in range(iprior.num_layers):
+    v_pad, h_pad = win[l]
+    c = _class_bias(a, l, labels)
+    v_pre = _vertical(iprior, a, l, _pad(v, v_pad))
+    h_res, h8 = _horizontal(iprior, a, l, v_pre, _pad(h8, ((0, 0), h_pad)), h_res, c)
+    v = _gate(v_pre + c, (a['tanh'], a['sigmoid']))
+  return _head(a, h8)
+
+
+def init_caches(iprior: IntegerPrior, batch: int, shape):
+  """Zeroed decoder caches for `row_step` / `position_step` on [batch, h, w]."""
+  h, w = shape
+  win = iprior.windows()
+  c = iprior.hidden
+  v_cache = [jnp.zeros((batch, win[l + 1][0][0][0] + h, w, c), jnp.int8)
+             for l in range(iprior.num_layers - 1)]
+  h_row = [jnp.zeros((batch, win[l + 1][1][0] + w, c), jnp.int8)
+           for l in range(iprior.num_layers - 1)]
+  return v_cache, h_row
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
+def row_step(iprior: IntegerPrior, a, codes, v_cache, i, labels):
+  """Vertical stacks of row i for every layer, from the codes of rows < i.
+
+  codes [B, h, w] int32, v_cache from `init_caches`, i scalar int32 ->
+  (v_pre: per layer [B, 1, w, 2C] int32, the updated v_cache).
+  """
+  win = iprior.windows()
+  (top, bottom), (left, right) = win[0][0]
+  x = jnp.pad(jnp.take(a['embed'], codes, axis=0), ((0, 0), (top, 0), (left, right), (0, 0)))
+  window = lax.dynamic_slice_in_dim(x, i, top + bottom + 1, axis=1)
+  v_pres, new_cache = [], []
+  for l in range(iprior.num_layers):
+    if l > 0:
+      (top, bottom), (left, right) = win[l][0]
+      rows = lax.dynamic_slice_in_dim(new_cache[l - 1], i, top + bottom + 1, axis=1)
+      window = jnp.pad(rows, ((0, 0), (0, 0), (left, right), (0, 0)))
+    v_pre = _vertical(iprior, a, l, window)
+    v_pres.append(v_pre)
+    if l + 1 < iprior.num_layers:
+      v = _gate(v_pre + _class_bias(a, l, labels), (a['tanh'], a['sigmoid']))
+      new_cache.append(lax.dynamic_update_slice_in_dim(
+          v_cache[l], v, i + win[l + 1][0][0][0], axis=1))
+  return v_pres, new_cache
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=4)
+def position_step(iprior: IntegerPrior, a, codes, v_pres, h_row, i, j, labels):
+  """Horizontal stacks and logits at (i, j) from the codes before it.
+
+  codes [B, h, w] int32, v_pres from `row_step` of row i, h_row from
+  `init_caches` (carried along the row) -> (logits [B, K] int32, h_row).
+  """
+  win = iprior.windows()
+  src = jnp.pad(jnp.take(a['embed'], codes[:, i], axis=0),
+                ((0, 0), (win[0][1][0], 0), (0, 0)))
+  h_res, new_row = None, []
+  for l in range(iprior.num_layers):
+    left, right = win[l][1]
+    if l > 0:
+      src = new_row[l - 1]
+    window = lax.dynamic_slice_in_dim(src, j, left + right + 1, axis=1)[:, None]
+    v_pre = lax.dynamic_slice_in_dim(v_pres[l], j, 1, axis=2)
+    h_res, h8 = _horizontal(iprior, a, l, v_pre, window, h_res, _class_bias(a, l, labels))
+    if l + 1 < iprior.num_layers:
+      new_row.append(lax.dynamic_update_slice_in_dim(
+          h_row[l], h8[:, 0], j + win[l + 1][1][0], axis=1))
+  return _head(a, h8[:, 0, 0]), new_row
