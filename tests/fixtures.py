@@ -125,3 +125,17 @@ def write_image(path: str, array: np.ndarray) -> str:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
   return path
+
+
+def folder_snapshot(folder: str) -> dict:
+  """{path relative to `folder`: file bytes, or None for a folder}: compare two
+  snapshots to prove nothing in `folder` was written, created or removed."""
+  out = {}
+  for root, dirs, files in os.walk(folder):
+    for d in dirs:
+      out[os.path.relpath(os.path.join(root, d), folder)] = None
+    for f in files:
+      path = os.path.join(root, f)
+      with open(path, 'rb') as fh:
+        out[os.path.relpath(path, folder)] = fh.read()
+  return out

@@ -2,12 +2,13 @@
 import json
 import math
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from fixtures import write_mnist_folder
+from fixtures import folder_snapshot, write_mnist_folder
 from vqvae_jax import data, prior_training, training
 from vqvae_jax.config_utils import load_config, override
 from vqvae_jax.prior import cross_entropy
@@ -127,6 +128,37 @@ def test_mismatched_flags_and_folders_are_clear_errors(runs, tmp_path, capsys):
     train_prior.main(['--model', str(root / 'prior'), '--output-folder', str(tmp_path / 'p'),
                       '--config', 'prior:tiny'])
   assert e.value.code == 2 and 'does not hold a VQ-VAE' in capsys.readouterr().err
+
+
+def _refused(capsys, script, argv, folder, message):
+  """Runs `script.main(argv)`: exit 2, one error line with `message`, and
+  `folder` byte for byte as it was (no codes, config.json, checkpoints, ...)."""
+  before = folder_snapshot(str(folder))
+  with pytest.raises(SystemExit) as e:
+    script.main(argv)
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and message in err, err
+  assert err.startswith('error: ') and 'Traceback' not in err
+  assert folder_snapshot(str(folder)) == before
+
+
+def test_refused_runs_leave_the_output_folder_as_it_was(runs, tmp_path, capsys):
+  root, _, _ = runs
+  import train_prior  # pylint: disable=g-import-not-at-top
+  import train_vqvae  # pylint: disable=g-import-not-at-top
+  vq_copy = shutil.copytree(root / 'vq', tmp_path / 'vq')
+  prior_copy = shutil.copytree(root / 'prior', tmp_path / 'prior')
+  shutil.rmtree(prior_copy / 'codes')  # a refused run must not write them either
+  # train_prior into a VQ-VAE folder (it once wrote codes/*.npz there first)
+  _refused(capsys, train_prior, ['--model', str(root / 'vq'), '--output-folder', str(vq_copy),
+                                 '--config', 'prior:tiny'], vq_copy, "holds a 'vqvae' run")
+  # train_prior into a prior folder of another VQ-VAE (a copy elsewhere is another --model)
+  _refused(capsys, train_prior, ['--model', str(vq_copy), '--output-folder', str(prior_copy),
+                                 '--config', 'prior:tiny'], prior_copy, 'model: saved')
+  # train_vqvae into a prior folder
+  _refused(capsys, train_vqvae, ['--config', 'mnist:tiny', '--dataset', 'mnist',
+                                 '--data-folder', str(root / 'mnist'), '--output-folder',
+                                 str(prior_copy)], prior_copy, "holds a 'prior' run")
 
 
 def test_evaluate_keeps_codes_above_255_and_matches_a_direct_computation():

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from fixtures import write_mnist_folder
+from fixtures import folder_snapshot, write_mnist_folder
 from vqvae_jax import optim, training
 from vqvae_jax.checkpoints import Checkpointer
 from vqvae_jax.config_utils import load_config, override
@@ -219,17 +219,35 @@ def test_unknown_override_and_incompatible_resume(tmp_path, capsys, monkeypatch)
           str(tmp_path / 'o'), '--config', 'mnist:tiny', '--max-steps', '2', '--no-progress']
   import train_vqvae  # pylint: disable=g-import-not-at-top
   train_vqvae.main(base)
+  before = folder_snapshot(str(tmp_path / 'o'))
   code, err = _main_exit(capsys, base + ['--k', '32'])
   assert code == 2 and 'k: saved 16, now 32' in err
   # another optimiser state tree (a schedule) cannot resume this one
   code, err = _main_exit(capsys, base + ['--set', 'lr_schedule=cosine'])
   assert code == 2 and 'optimiser: saved constant lr' in err and 'Traceback' not in err
-  # the refused run left the saved run's config.json alone
+  # the refused run left the saved run as it was, config.json included
   assert json.load(open(tmp_path / 'o' / 'config.json'))['k'] == 16
+  assert folder_snapshot(str(tmp_path / 'o')) == before
   (tmp_path / 'afile').write_text('x')
   for out in (tmp_path / 'afile', tmp_path / 'afile' / 'sub'):
     code, err = _main_exit(capsys, base[:4] + ['--output-folder', str(out)] + base[6:])
     assert code == 2 and 'is a file' in err and 'Traceback' not in err
+
+
+def test_codebook_sizes_the_file_format_cannot_store_are_refused(tmp_path, capsys, monkeypatch):
+  """The .vqz format stores 2 <= K <= 65535: anything else is refused at config
+  time, before any data is read or folder created."""
+  monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
+  for k in ('1', '65536', '100000'):
+    code, err = _main_exit(capsys, ['--output-folder', str(tmp_path / 'o'), '--config',
+                                    'mnist:tiny', '--k', k])
+    assert code == 2 and 'k must be between 2 and 65535' in err and f'got {k}' in err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1
+  assert not (tmp_path / 'o').exists()
+  config = load_config('mnist:tiny')
+  for k in (2, 65535):  # the limits themselves are fine
+    config.k = k
+    training.check_config(config)
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path, capsys, monkeypatch):

@@ -6,9 +6,10 @@ One loop, two models: a model brings a pure `step_fn(state, images, labels) ->
 pmaps the step over the local devices, feeds it shuffled batches (the order a
 pure function of seed and epoch), logs, checkpoints, and resumes.
 
-Resuming: rerunning the same command restores the latest checkpoint (state,
-step, the epoch's metric sums) and continues with the same data order, so a
-run killed at any point ends with the parameters of an uninterrupted one.
+Resuming: rerunning the same command restores the latest intact checkpoint
+(state, step, the epoch's metric sums) and continues with the same data order,
+so a run killed at any point ends with the parameters of an uninterrupted one.
+`find_resume` reads and checks it before the trainer writes anything.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from vqvae_jax import data
+from vqvae_jax import checkpoints, data
 from vqvae_jax.checkpoints import Checkpointer
 from vqvae_jax.config_utils import to_json
 from vqvae_jax.errors import UserError
@@ -54,6 +55,46 @@ class Task:
   summarize: Callable[[dict, int], dict]
   evaluate: Callable[[Any], dict]
   on_epoch_end: Optional[Callable[[Any, int, int], None]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+  """The newest intact checkpoint of a run folder, read and checked.
+
+  tree: the saved {'state': state dict, 'epoch_sums': ...} as numpy arrays;
+  damaged: newer steps that failed to read or verify (set aside by `fit`).
+  """
+  step: int
+  tree: Any
+  meta: dict
+  damaged: tuple = ()
+
+
+def find_resume(workdir: str, check_meta: Callable[[dict], None]) -> Optional[Resume]:
+  """Reads the checkpoint a run in `workdir` would resume from, writing nothing.
+
+  Trainers call it before their first write, so a refused run (check_meta
+  raises UserError: another kind of run or configuration) or a folder whose
+  every checkpoint is damaged (UserError) leaves the folder as it was. A
+  damaged checkpoint is reported and the next older one tried. None: a new run.
+  """
+  folder = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(folder):
+    return None
+  ckpt = Checkpointer(folder, read_only=True)
+  try:
+    steps = sorted(ckpt.all_steps(), reverse=True)
+    if not steps:
+      return None
+
+    def load(step):
+      check_meta(ckpt.restore_meta(step))
+      return ckpt.read(step)
+
+    step, (tree, meta), damaged = checkpoints.newest_intact(ckpt, steps, load)
+  finally:
+    ckpt.close()
+  return Resume(step=step, tree=tree, meta=meta, damaged=tuple(damaged))
 
 
 def replicate(tree, devices=None):
@@ -104,7 +145,7 @@ class _StopRequest:
 
 
 def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
-        check_meta: Callable[[dict], None]) -> dict:
+        resume: Optional[Resume]) -> dict:
   """Trains `state` (an unreplicated flax TrainState) for config.num_epochs.
 
   Args:
@@ -115,7 +156,8 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
     state: freshly initialised state (replaced by the latest checkpoint if any).
     train_ds: the training `data.Dataset`.
     meta: JSON-able description saved with every checkpoint (config, ...).
-    check_meta: raises UserError if a saved meta is incompatible with this run.
+    resume: `find_resume(workdir, ...)`, called before anything was written;
+      its damaged steps are moved to `<workdir>/damaged_checkpoints/`.
   Returns:
     {'step', 'epoch', 'valid': last validation metrics or None, 'stopped_early'}.
   """
@@ -143,17 +185,20 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
       jax.ShapeDtypeStruct((n_dev, config.batch_size // n_dev // pc), jnp.int32))
   zero_sums = jax.tree.map(lambda s: np.zeros(s.shape[1:], s.dtype), shapes)
 
-  ckpt = Checkpointer(f'{workdir}/checkpoints', keep=config.keep_checkpoints)
   epoch_sums = zero_sums
-  latest = ckpt.latest_step()
-  if latest is not None:
-    check_meta(ckpt.restore_meta(latest))
+  ckpt_dir = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if resume is not None:
     template = {'state': flax.serialization.to_state_dict(state), 'epoch_sums': zero_sums}
-    saved, _ = ckpt.restore(latest, template)
+    saved = checkpoints.fit_to(resume.tree, template, f'{ckpt_dir}/{resume.step}')
     state = flax.serialization.from_state_dict(state, saved['state'])
     epoch_sums = saved['epoch_sums']
+    # A damaged newer step must neither count as the latest (the keep policy
+    # would delete intact ones for it) nor block saving that step again.
+    checkpoints.set_aside(ckpt_dir, resume.damaged,
+                          os.path.join(os.path.abspath(workdir), 'damaged_checkpoints'))
     if pi == 0:
-      print(f'resuming from step {latest} in {ckpt.directory}', file=sys.stderr)
+      print(f'resuming from step {resume.step} in {ckpt_dir}', file=sys.stderr)
+  ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
   if pi == 0:  # only now: a refused resume leaves the saved run's config.json alone
     atomic_write(os.path.join(workdir, 'config.json'), to_json(config) + '\n')
   step = int(state.step)

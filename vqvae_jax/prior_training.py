@@ -24,7 +24,7 @@ from jax import lax
 from vqvae_jax import checkpoints, data, grids, optim, sampling
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import atomic_write, make_output_folder, write_json
-from vqvae_jax.loop import AXIS, Task, fit, replicate, total_steps
+from vqvae_jax.loop import AXIS, Task, find_resume, fit, replicate, total_steps
 from vqvae_jax.models import VQVAE
 from vqvae_jax.prior import GatedPixelCNN, bits_per_dim, cross_entropy, nll_bits
 from vqvae_jax.training import DTYPES, load_split, restore_vqvae, to_float
@@ -196,7 +196,8 @@ def train_prior(config, workdir: str) -> dict:
   vq_config = _vq_config(vq_meta, config.data_folder)
   class_names = vq_meta['class_names']
   image_shape = tuple(vq_meta['image_shape'])
-  make_output_folder(workdir)  # config.json: written by fit() once a resume is checked
+  resume = find_resume(workdir, _check_meta(config))  # before the codes are written
+  make_output_folder(workdir)  # config.json: written by fit()
   codes = load_codes(vq_config, workdir, vq_model, vq_vars, class_names)
   grid = codes['train'].image_shape
   model = make_prior(config, vq_config.k, len(class_names), training=True)
@@ -222,7 +223,7 @@ def train_prior(config, workdir: str) -> dict:
           'image_shape': list(image_shape),
           'vqvae_fingerprint': checkpoints.vqvae_fingerprint(vq_vars)}
   result = fit(config, workdir, task=task, state=state, train_ds=codes['train'], meta=meta,
-               check_meta=_check_meta(config))
+               resume=resume)
   # Test NLL of the best checkpoint by validation.
   _, params, best_meta = restore_prior(workdir)
   rstate = replicate(state.replace(params=params))
@@ -238,8 +239,10 @@ def restore_prior(workdir: str, which: str = 'best'):
   def make_state(meta):
     config = ml_collections.ConfigDict(meta['config'])
     model = make_prior(config, meta['k'], len(meta['class_names']))
-    state = create_prior_state(jax.random.key(0), model, meta['grid'], config.lr,
-                               tx=optim.from_config(config, total_steps=1))
+    # Shapes and dtypes only: tracing init is enough, compiling it is not needed.
+    state = jax.eval_shape(lambda: create_prior_state(
+        jax.random.key(0), model, meta['grid'], config.lr,
+        tx=optim.from_config(config, total_steps=1)))
     return model, state, {'loss': np.zeros((), np.float32)}
 
   model, state, meta = checkpoints.restore_run(workdir, 'prior', which, make_state)

@@ -26,7 +26,7 @@ from jax import lax
 from vqvae_jax import checkpoints, data, grids, optim, quantizer
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import make_output_folder
-from vqvae_jax.loop import AXIS, Task, fit, total_steps
+from vqvae_jax.loop import AXIS, Task, find_resume, fit, total_steps
 from vqvae_jax.models import VQVAE
 
 # Config keys a checkpoint must agree on to be resumed or used.
@@ -36,6 +36,7 @@ _KEY_DEFAULTS = {'codebook': 'loss'}
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 CODEBOOKS = ('loss', 'ema')
 CODEBOOK_INITS = ('uniform', 'data', 'kmeans')
+MIN_K, MAX_K = 2, 65535  # codebook sizes the .vqz format can store
 
 
 class TrainState(train_state.TrainState):
@@ -224,6 +225,9 @@ def check_config(config) -> None:
   for key in ('batch_size', 'num_epochs', 'hidden_size', 'k', 'log_every', 'ckpt_every'):
     if config[key] <= 0:
       raise UserError(f'{key} must be positive, got {config[key]}')
+  if not MIN_K <= config.k <= MAX_K:
+    raise UserError(f'k must be between {MIN_K} and {MAX_K} (the .vqz file format stores '
+                    f'codes as 16-bit numbers), got {config.k}')
   if config.lr <= 0 or config.beta < 0:
     raise UserError(f'need lr > 0 and beta >= 0, got lr={config.lr}, beta={config.beta}')
   optim.check(config)
@@ -280,14 +284,15 @@ def _check_meta(config, kind):
 def train_vqvae(config, workdir: str) -> dict:
   """Trains (or resumes) a VQ-VAE in `workdir`; returns the final summary."""
   check_config(config)
+  resume = find_resume(workdir, _check_meta(config, 'vqvae'))  # before any write
   train_ds, valid_ds, test_ds = (load_split(config, s) for s in ('train', 'valid', 'test'))
-  make_output_folder(workdir)  # config.json: written by fit() once a resume is checked
+  make_output_folder(workdir)  # config.json: written by fit()
   model = make_model(config, axis_name=AXIS)
   tx = optim.from_config(config, total_steps(config, train_ds))
   state = create_train_state(jax.random.key(config.seed), model, train_ds.image_shape, config.lr,
                              codebook=config.codebook, tx=tx)
   eval_model = make_model(config)
-  if not _has_checkpoint(workdir):  # a resumed run restores its codebook instead
+  if resume is None:  # a resumed run restores its codebook instead
     state = init_codebook(config, state, eval_model, train_ds)
   ema = config.codebook == 'ema'
   p_eval = jax.pmap(functools.partial(eval_step, model=model, beta=config.beta, ema=ema),
@@ -309,7 +314,7 @@ def train_vqvae(config, workdir: str) -> dict:
   meta = {'kind': 'vqvae', 'config': config.to_dict(), 'class_names': list(train_ds.class_names),
           'image_shape': list(train_ds.image_shape)}
   return fit(config, workdir, task=task, state=state, train_ds=train_ds, meta=meta,
-             check_meta=_check_meta(config, 'vqvae'))
+             resume=resume)
 
 
 def restore_vqvae(workdir: str, which: str = 'best'):
@@ -325,10 +330,11 @@ def restore_vqvae(workdir: str, which: str = 'best'):
     # Inference (evaluation, code extraction, compression) computes in float32,
     # whatever precision the model was trained in.
     model = make_model(config).clone(dtype=jnp.float32)
+    # Shapes and dtypes only: tracing init is enough, compiling it is not needed.
     # The optimiser's tree (not its values) must match: any run length will do.
-    state = create_train_state(jax.random.key(0), model, tuple(meta['image_shape']),
-                               config.lr, codebook=config.get('codebook', 'loss'),
-                               tx=optim.from_config(config, total_steps=1))
+    state = jax.eval_shape(lambda: create_train_state(
+        jax.random.key(0), model, tuple(meta['image_shape']), config.lr,
+        codebook=config.get('codebook', 'loss'), tx=optim.from_config(config, total_steps=1)))
     return model, state, _sums_template(config.k)
 
   model, state, meta = checkpoints.restore_run(workdir, 'vqvae', which, make_state)
@@ -339,11 +345,6 @@ def _sums_template(k):
   z = np.zeros((), np.float32)
   return {'loss': z, 'recon': z, 'codebook': z, 'commitment': z,
           'counts': np.zeros((k,), np.int32), 'restarts': np.zeros((), np.int32)}
-
-
-def _has_checkpoint(workdir: str) -> bool:
-  folder = os.path.join(workdir, 'checkpoints')
-  return os.path.isdir(folder) and any(d.isdigit() for d in os.listdir(folder))
 
 
 def init_codebook(config, state: TrainState, model: VQVAE, train_ds) -> TrainState:
