@@ -278,9 +278,26 @@ def _calibrate(model: GatedPixelCNN, params, codes, labels) -> dict:
 
 # --- forward passes --------------------------------------------------------------
 
+_LAYER_KEYS = ('v_w', 'v_s', 'v_b', 'vh_w', 'vh_s', 'vh_b', 'h_w', 'h_s', 'h_b',
+               'p_w', 'p_s', 'p_b', 'cls')
+
+
 def device_arrays(iprior: IntegerPrior) -> dict:
-  """The arrays as JAX arrays, plus the gate tables (pass to the steps)."""
-  out = {k: jnp.asarray(v) for k, v in iprior.arrays.items()}
+  """The arrays as JAX arrays for the forward passes: {'first': layer 0,
+  'rest': layers 1.. stacked on a leading axis (they have the same shapes, so
+  one `lax.scan` runs them: a compiled program 1/num_layers the size), the
+  embedding, head and gate tables}."""
+  arr = iprior.arrays
+
+  def layer(l):
+    out = {k: jnp.asarray(arr[f'l{l}/{k}']) for k in _LAYER_KEYS}
+    out['f'] = jnp.asarray(arr['f'][l])
+    return out
+
+  rest = [layer(l) for l in range(1, iprior.num_layers)]
+  out = {'first': layer(0), 'rest': jax.tree.map(lambda *x: jnp.stack(x), *rest) if rest else None}
+  for k in ('embed', 'head_w', 'head_s', 'head_b', 'out_w', 'out_s', 'out_b'):
+    out[k] = jnp.asarray(arr[k])
   out['tanh'], out['sigmoid'] = (jnp.asarray(t) for t in gate_tables())
   return out
 
@@ -290,31 +307,29 @@ def _pad(x, pads):
   return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
 
 
-def _vertical(iprior, a, l, window):
-  """window int8 [B, R+kh-1, S+kw-1, C] -> v_pre [B, R, S, 2C] int32 (F_GATE bits)."""
+def _vertical(iprior, l, p, window):
+  """Layer l's (0, or any later one: p its arrays) vertical conv: window int8
+  [B, R+kh-1, S+kw-1, C] -> v_pre [B, R, S, 2C] int32 (F_GATE bits)."""
   (kh, kw), _ = _kernel_size(iprior, l)
-  acc = _conv(window, a[f'l{l}/v_w'], kh, kw)
-  return _shift_round(acc, a[f'l{l}/v_s']) + a[f'l{l}/v_b']
+  return _shift_round(_conv(window, p['v_w'], kh, kw), p['v_s']) + p['v_b']
 
 
-def _horizontal(iprior, a, l, v_pre, window, h_res, c):
+def _horizontal(iprior, l, p, tables, v_pre, window, h_res, c):
   """One horizontal stack: v_pre [B, R, S, 2C], h window int8 [B, R, S+kw-1, C],
   the residual h_res [B, R, S, C] int32 (None for layer 0), c [B, 1, 1, 2C]
   -> (h_res' int32 F_RES bits, h' int8 with the layer's calibrated bits)."""
   _, kw = _kernel_size(iprior, l)
-  f_vp, f_h = a['f'][l, 0], a['f'][l, 1]
-  vp8 = _to_int8(_shift_round(v_pre, F_GATE - f_vp))
-  t = (_shift_round(_dot(vp8, a[f'l{l}/vh_w']), a[f'l{l}/vh_s']) + a[f'l{l}/vh_b'] +
-       _shift_round(_conv(window, a[f'l{l}/h_w'], 1, kw), a[f'l{l}/h_s']) + a[f'l{l}/h_b'] + c)
-  g = _gate(t, (a['tanh'], a['sigmoid']))
-  out = _shift_round(_dot(g, a[f'l{l}/p_w']), a[f'l{l}/p_s']) + a[f'l{l}/p_b']
+  vp8 = _to_int8(_shift_round(v_pre, F_GATE - p['f'][0]))
+  t = (_shift_round(_dot(vp8, p['vh_w']), p['vh_s']) + p['vh_b'] +
+       _shift_round(_conv(window, p['h_w'], 1, kw), p['h_s']) + p['h_b'] + c)
+  out = _shift_round(_dot(_gate(t, tables), p['p_w']), p['p_s']) + p['p_b']
   if h_res is not None:
     out = out + h_res
-  return out, _to_int8(_shift_round(out, F_RES - f_h))
+  return out, _to_int8(_shift_round(out, F_RES - p['f'][1]))
 
 
-def _class_bias(a, l, labels):
-  return jnp.take(a[f'l{l}/cls'], labels, axis=0)[:, None, None, :]
+def _class_bias(p, labels):
+  return jnp.take(p['cls'], labels, axis=0)[:, None, None, :]
 
 
 def _head(a, h8):
@@ -324,32 +339,47 @@ def _head(a, h8):
   return _shift_round(_dot(r8, a['out_w']), a['out_s']) + a['out_b']
 
 
+def _scan_rest(a, body, carry, xs=()):
+  """Runs `body(carry, (layer arrays, *xs)) -> (carry, y)` over layers 1.."""
+  if a['rest'] is None:
+    return carry, None
+  return lax.scan(body, carry, (a['rest'],) + tuple(xs))
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def logits(iprior: IntegerPrior, a, codes, labels):
   """Whole-grid pass: codes [B, h, w] int, labels [B] int -> [B, h, w, K] int32
   logits in 1/64 nat; `a` = `device_arrays(iprior)`."""
-  win = iprior.windows()
-  v = h8 = jnp.take(a['embed'], codes, axis=0)
-  h_res = None
-  for l in range(iprior.num_layers):
-    v_pad, h_pad = win[l]
-    c = _class_bias(a, l, labels)
-    v_pre = _vertical(iprior, a, l, _pad(v, v_pad))
-    h_res, h8 = _horizontal(iprior, a, l, v_pre, _pad(h8, ((0, 0), h_pad)), h_res, c)
-    v = _gate(v_pre + c, (a['tanh'], a['sigmoid']))
+  win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
+
+  def layer(l, p, v, h8, h_res):
+    c = _class_bias(p, labels)
+    v_pre = _vertical(iprior, l, p, _pad(v, win[l][0]))
+    h_res, h8 = _horizontal(iprior, l, p, tables, v_pre, _pad(h8, ((0, 0), win[l][1])),
+                            h_res, c)
+    return _gate(v_pre + c, tables), h8, h_res
+
+  x = jnp.take(a['embed'], codes, axis=0)
+  v, h8, h_res = layer(0, a['first'], x, x, None)
+  (v, h8, h_res), _ = _scan_rest(a, lambda carry, xs: (layer(1, xs[0], *carry), None),
+                                 (v, h8, h_res))
   return _head(a, h8)
 
 
 def init_caches(iprior: IntegerPrior, batch: int, shape):
-  """Zeroed decoder caches for `row_step` / `position_step` on [batch, h, w]."""
+  """Zeroed decoder caches for `row_step` / `position_step` on [batch, h, w]:
+  v_cache [L-1, B, top + h, w, C] (rows of layers 0..L-2's v below `top`
+  zero rows) and h_row [L-1, B, left + w, C] (the current row of their h)."""
   h, w = shape
-  win = iprior.windows()
+  n = max(iprior.num_layers - 1, 1)
+  if iprior.num_layers > 1:
+    (top, _), _ = iprior.windows()[1][0]
+    left = iprior.windows()[1][1][0]
+  else:
+    top = left = 0
   c = iprior.hidden
-  v_cache = [jnp.zeros((batch, win[l + 1][0][0][0] + h, w, c), jnp.int8)
-             for l in range(iprior.num_layers - 1)]
-  h_row = [jnp.zeros((batch, win[l + 1][1][0] + w, c), jnp.int8)
-           for l in range(iprior.num_layers - 1)]
-  return v_cache, h_row
+  return (jnp.zeros((n, batch, top + h, w, c), jnp.int8),
+          jnp.zeros((n, batch, left + w, c), jnp.int8))
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
@@ -357,25 +387,26 @@ def row_step(iprior: IntegerPrior, a, codes, v_cache, i, labels):
   """Vertical stacks of row i for every layer, from the codes of rows < i.
 
   codes [B, h, w] int32, v_cache from `init_caches`, i scalar int32 ->
-  (v_pre: per layer [B, 1, w, 2C] int32, the updated v_cache).
+  (v_pre [L, B, 1, w, 2C] int32, the updated v_cache).
   """
-  win = iprior.windows()
+  win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
   (top, bottom), (left, right) = win[0][0]
   x = jnp.pad(jnp.take(a['embed'], codes, axis=0), ((0, 0), (top, 0), (left, right), (0, 0)))
-  window = lax.dynamic_slice_in_dim(x, i, top + bottom + 1, axis=1)
-  v_pres, new_cache = [], []
-  for l in range(iprior.num_layers):
-    if l > 0:
-      (top, bottom), (left, right) = win[l][0]
-      rows = lax.dynamic_slice_in_dim(new_cache[l - 1], i, top + bottom + 1, axis=1)
-      window = jnp.pad(rows, ((0, 0), (0, 0), (left, right), (0, 0)))
-    v_pre = _vertical(iprior, a, l, window)
-    v_pres.append(v_pre)
-    if l + 1 < iprior.num_layers:
-      v = _gate(v_pre + _class_bias(a, l, labels), (a['tanh'], a['sigmoid']))
-      new_cache.append(lax.dynamic_update_slice_in_dim(
-          v_cache[l], v, i + win[l + 1][0][0][0], axis=1))
-  return v_pres, new_cache
+  v_pre0 = _vertical(iprior, 0, a['first'], lax.dynamic_slice_in_dim(x, i, top + bottom + 1, 1))
+  v0 = _gate(v_pre0 + _class_bias(a['first'], labels), tables)
+  if a['rest'] is None:
+    return v_pre0[None], v_cache
+  (top, bottom), (left, right) = win[1][0]
+
+  def body(v_below, xs):
+    p, cache = xs  # cache: the layer below's rows, before row i was added
+    cache = lax.dynamic_update_slice_in_dim(cache, v_below, i + top, axis=1)
+    rows = lax.dynamic_slice_in_dim(cache, i, top + bottom + 1, axis=1)
+    v_pre = _vertical(iprior, 1, p, jnp.pad(rows, ((0, 0), (0, 0), (left, right), (0, 0))))
+    return _gate(v_pre + _class_bias(p, labels), tables), (v_pre, cache)
+
+  _, (v_pres, new_cache) = lax.scan(body, v0, (a['rest'], v_cache))
+  return jnp.concatenate([v_pre0[None], v_pres]), new_cache
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=4)
@@ -385,18 +416,25 @@ def position_step(iprior: IntegerPrior, a, codes, v_pres, h_row, i, j, labels):
   codes [B, h, w] int32, v_pres from `row_step` of row i, h_row from
   `init_caches` (carried along the row) -> (logits [B, K] int32, h_row).
   """
-  win = iprior.windows()
-  src = jnp.pad(jnp.take(a['embed'], codes[:, i], axis=0),
-                ((0, 0), (win[0][1][0], 0), (0, 0)))
-  h_res, new_row = None, []
-  for l in range(iprior.num_layers):
-    left, right = win[l][1]
-    if l > 0:
-      src = new_row[l - 1]
-    window = lax.dynamic_slice_in_dim(src, j, left + right + 1, axis=1)[:, None]
-    v_pre = lax.dynamic_slice_in_dim(v_pres[l], j, 1, axis=2)
-    h_res, h8 = _horizontal(iprior, a, l, v_pre, window, h_res, _class_bias(a, l, labels))
-    if l + 1 < iprior.num_layers:
-      new_row.append(lax.dynamic_update_slice_in_dim(
-          h_row[l], h8[:, 0], j + win[l + 1][1][0], axis=1))
+  win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
+  left0, right0 = win[0][1]
+  src = jnp.pad(jnp.take(a['embed'], codes[:, i], axis=0), ((0, 0), (left0, 0), (0, 0)))
+  window = lax.dynamic_slice_in_dim(src, j, left0 + right0 + 1, axis=1)[:, None]
+  v_pre = lax.dynamic_slice_in_dim(v_pres[0], j, 1, axis=2)
+  h_res, h8 = _horizontal(iprior, 0, a['first'], tables, v_pre, window, None,
+                          _class_bias(a['first'], labels))
+  if a['rest'] is None:
+    return _head(a, h8[:, 0, 0]), h_row
+  left, right = win[1][1]
+
+  def body(carry, xs):
+    h_res, h8 = carry
+    p, v_pre_row, row = xs  # row: the layer below's h, before column j was added
+    row = lax.dynamic_update_slice_in_dim(row, h8[:, 0], j + left, axis=1)
+    window = lax.dynamic_slice_in_dim(row, j, left + right + 1, axis=1)[:, None]
+    v_pre = lax.dynamic_slice_in_dim(v_pre_row, j, 1, axis=2)
+    return _horizontal(iprior, 1, p, tables, v_pre, window, h_res,
+                       _class_bias(p, labels)), row
+
+  (_, h8), new_row = lax.scan(body, (h_res, h8), (a['rest'], v_pres[1:], h_row))
   return _head(a, h8[:, 0, 0]), new_row
