@@ -61,7 +61,16 @@ def _one_line(e: BaseException, limit: int = 200) -> str:
 
 
 def _signature(x):
-  return tuple(x.shape), np.dtype(x.dtype)
+  return tuple(np.shape(x)), np.dtype(x.dtype) if hasattr(x, 'dtype') else np.asarray(x).dtype
+
+
+def _fits(saved, leaf) -> bool:
+  """Same shape and dtype; a saved Python scalar (Orbax keeps ints as ints) fits
+  any 0-d integer / float leaf of its kind."""
+  if isinstance(saved, (int, float)) and not isinstance(saved, bool) and np.shape(leaf) == ():
+    kind = 'iu' if isinstance(saved, int) else 'f'
+    return np.dtype(leaf.dtype).kind in kind
+  return _signature(saved) == _signature(leaf)
 
 
 def fit_to(tree, target, where: str):
@@ -79,14 +88,14 @@ def fit_to(tree, target, where: str):
     key = jax.tree_util.keystr(path)
     if key not in got:
       bad.append(f'{key}: missing')
-    elif _signature(got[key]) != _signature(leaf):
+    elif not _fits(got[key], leaf):
       bad.append(f'{key}: saved {_signature(got[key])}, expected {_signature(leaf)}')
   extra = set(got) - {jax.tree_util.keystr(k) for k, _ in want}
   bad += [f'{key}: not in this model' for key in sorted(extra)]
   if bad:
     raise UserError(f'checkpoint {where} does not fit this model configuration: ' +
                     '; '.join(bad[:5]))
-  leaves = [got[jax.tree_util.keystr(k)] for k, _ in want]
+  leaves = [np.asarray(got[jax.tree_util.keystr(k)], leaf.dtype) for k, leaf in want]
   return jax.tree.unflatten(jax.tree.structure(target), leaves)
 
 
