@@ -87,10 +87,12 @@ def test_codebook_config_is_validated(key, value):
     training.check_config(config)
 
 
-def test_defaults_keep_the_papers_codebook():
+def test_default_recipe_keeps_the_codebook_healthy_and_paper_keeps_the_papers():
   config = load_config('fashion_mnist')
-  assert (config.codebook, config.restart_after, config.codebook_init) == ('loss', 0, 'uniform')
+  assert (config.codebook, config.restart_after, config.codebook_init) == ('ema', 20, 'data')
   assert (config.ema_decay, config.ema_epsilon) == (0.99, 1e-5)
+  paper = load_config('fashion_mnist:paper')
+  assert (paper.codebook, paper.restart_after, paper.codebook_init) == ('loss', 0, 'uniform')
 
 
 def test_restart_dead_codes_unit():
