@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fixtures import folder_snapshot, write_mnist_folder
-from vqvae_jax import data, prior_training, training
+from vqvae_jax import checkpoints, data, integer_prior, prior_training, training
 from vqvae_jax.config_utils import load_config, override
 from vqvae_jax.prior import cross_entropy
 
@@ -61,6 +61,10 @@ def test_test_nll_is_reported_and_matches_the_restored_prior(runs):
     codes, labels = f['codes'], f['labels']
   nats = float(cross_entropy(prior.apply({'params': params}, codes, labels), codes))
   assert nats / math.log(2) == pytest.approx(test['bits_per_code'], rel=1e-5)
+  # The integer coder is written beside the checkpoints, from the best parameters.
+  coder = integer_prior.load(str(root / 'prior' / 'integer_prior.npz'))
+  assert np.array_equal(coder.arrays['source'],
+                        np.frombuffer(checkpoints.params_digest(params), np.uint8))
   # the latest checkpoint holds exactly the parameters training ended with
   _, latest, latest_meta = prior_training.restore_prior(str(root / 'prior'), which='latest')
   assert latest_meta['step'] == result['step']

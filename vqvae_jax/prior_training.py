@@ -231,6 +231,10 @@ def train_prior(config, workdir: str) -> dict:
   result['test']['step'] = best_meta['step']
   if jax.process_index() == 0:
     write_json(os.path.join(workdir, 'test_metrics.json'), result['test'])
+    # The integer copy that codes .vqz files, made once here, where the
+    # training codes are, and shipped with the folder.
+    from vqvae_jax import compression  # pylint: disable=g-import-not-at-top
+    compression.load_coder(workdir, eval_prior, params, grid)
   return result
 
 
