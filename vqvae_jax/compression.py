@@ -381,16 +381,18 @@ def compress_batch(codec: Codec, images, method: str = 'prior', label=None) -> l
   good = {}
   for i, image in enumerate(images):
     try:
-      good[i] = check_image(codec, image)
+      image = check_image(codec, image)
       if method == 'prior':
-        _check_prior_work(codec, codec_format.grid_shape(*good[i].shape[:2]), f'image {i}')
+        _check_prior_work(codec, codec_format.grid_shape(*image.shape[:2]), f'image {i}')
+      good[i] = image
     except UserError as e:
-      results[i], _ = e, good.pop(i, None)
+      results[i] = e
+  order = list(good)
   codes, recon = {}, {}
-  for _, idx in _groups([good[i].shape for i in good]).items():
-    idx = [list(good)[n] for n in idx]
-    padded = np.stack([pad_image(good[i]) for i in idx])
-    grid = _batched(lambda x: _encode(codec.model, codec.variables, x), padded)
+  for _, members in _groups([good[i].shape for i in order]).items():
+    idx = [order[n] for n in members]
+    grid = _batched(lambda x: _encode(codec.model, codec.variables, x),
+                    np.stack([pad_image(good[i]) for i in idx]))
     image = _batched(lambda c: _decode(codec.model, codec.variables, c), grid)
     for n, i in enumerate(idx):
       codes[i], recon[i] = grid[n], image[n][:good[i].shape[0], :good[i].shape[1]]
