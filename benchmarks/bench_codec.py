@@ -38,9 +38,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.common import prior_split_images  # noqa: E402
 from benchmarks.machine import CpuSnap, runtime_info  # noqa: E402
 from vqvae_jax import codec_cli, compression  # noqa: E402
-from vqvae_jax.data import load  # noqa: E402
 
 
 def log(*a):
@@ -67,12 +67,7 @@ def main():
   p.add_argument('--split', default='test')
   args = p.parse_args()
   codec = compression.load_codec(prior_dir=args.prior)
-  with open(os.path.join(args.prior, 'config.json')) as f:
-    model_dir = json.load(f)['model']
-  with open(os.path.join(model_dir, 'config.json')) as f:
-    vq_config = json.load(f)
-  ds = load(vq_config['dataset'], args.split, data_folder=vq_config.get('data_folder') or None)
-  images = np.asarray(ds.images[:args.images])
+  images = prior_split_images(args.prior, args.split, args.images)
   with tempfile.TemporaryDirectory() as tmp:
     src, vqz, out = (os.path.join(tmp, d) for d in ('png', 'vqz', 'out'))
     for d in (src, vqz, out):

@@ -25,9 +25,9 @@ sys.path.insert(0, _ROOT)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.common import prior_split_images  # noqa: E402
 from benchmarks.machine import runtime_info  # noqa: E402
 from vqvae_jax import compression  # noqa: E402
-from vqvae_jax.data import load  # noqa: E402
 
 CONFIGS = {
     'default': ({}, []),
@@ -45,12 +45,7 @@ def main():
   p.add_argument('--images', type=int, default=60)
   args = p.parse_args()
   codec = compression.load_codec(prior_dir=args.prior)
-  with open(os.path.join(args.prior, 'config.json')) as f:
-    model_dir = json.load(f)['model']
-  with open(os.path.join(model_dir, 'config.json')) as f:
-    vq = json.load(f)
-  images = np.asarray(load(vq['dataset'], 'test', vq.get('data_folder') or None)
-                      .images[:args.images])
+  images = prior_split_images(args.prior, 'test', args.images)
   results = {}
   with tempfile.TemporaryDirectory() as tmp:
     names = []

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures import write_mnist_folder
+from fixtures import train_tiny_stages
 from vqvae_jax import __main__ as cli
-from vqvae_jax import compression, prior_training, training
-from vqvae_jax.config_utils import load_config, override
+from vqvae_jax import compression, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,14 +29,7 @@ def coded(tmp_path_factory):
   old = os.environ.get('VQVAE_CACHE_DIR')
   os.environ['VQVAE_CACHE_DIR'] = cache
   try:
-    write_mnist_folder(str(root / 'mnist'), n_train=100, n_test=20)
-    vq = load_config('mnist:tiny')
-    override(vq, 'data_folder', str(root / 'mnist'))
-    override(vq, 'num_epochs', 1)
-    training.train_vqvae(vq, str(root / 'vq'))
-    pc = load_config('prior:tiny')
-    override(pc, 'model', str(root / 'vq'))
-    prior_training.train_prior(pc, str(root / 'prior'))
+    vq, _ = train_tiny_stages(root)
     images = training.load_split(vq, 'test').images[:12]
     os.makedirs(root / 'in')
     for i, image in enumerate(images):

@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from fixtures import folder_snapshot, write_mnist_folder
+from fixtures import folder_snapshot, train_tiny_stages
 from vqvae_jax import checkpoints, data, integer_prior, prior_training, training
-from vqvae_jax.config_utils import load_config, override
+from vqvae_jax.config_utils import load_config
 from vqvae_jax.prior import cross_entropy
 
 
@@ -19,14 +19,7 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp('stage2')
   old = os.environ.get('VQVAE_CACHE_DIR')
   os.environ['VQVAE_CACHE_DIR'] = str(root / 'cache')
-  write_mnist_folder(str(root / 'mnist'), n_train=100, n_test=20)  # valid 10, train 90
-  vq = load_config('mnist:tiny')
-  override(vq, 'data_folder', str(root / 'mnist'))
-  override(vq, 'num_epochs', 1)
-  training.train_vqvae(vq, str(root / 'vq'))
-  pc = load_config('prior:tiny')
-  override(pc, 'model', str(root / 'vq'))
-  result = prior_training.train_prior(pc, str(root / 'prior'))
+  vq, result = train_tiny_stages(root)
   yield root, vq, result
   if old is None:
     os.environ.pop('VQVAE_CACHE_DIR', None)
