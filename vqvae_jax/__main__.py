@@ -175,18 +175,25 @@ def _add_codec_commands(sub):
 
 
 def _evaluate(args):
-  from vqvae_jax import evaluation, fileio, grids, training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import evaluation, fileio, grids, pretrained, prior_training, training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   if args.per_class < 0:
-    from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
     raise UserError(f'--per-class must be >= 0, got {args.per_class}')
+  if not args.model:
+    if not args.prior:
+      raise UserError('--model (the VQ-VAE folder) or --prior is required')
+    args.model = prior_training.restore_prior(args.prior)[2]['config']['model']
   result = evaluation.evaluate(args.model, split=args.split, prior_dir=args.prior,
                                which=args.which, batch_size=args.batch_size,
                                data_folder=args.data_folder,
                                consistency_per_class=args.per_class)
-  output = args.output or os.path.join(args.model, f'evaluation_{args.split}.json')
-  fileio.write_json(output, result)
   print(evaluation.format_table(result))
-  print(f'wrote {output}')
+  output = args.output
+  if not output and not pretrained.is_pretrained(args.model):  # shipped folders stay as they are
+    output = os.path.join(args.model, f'evaluation_{args.split}.json')
+  if output:
+    fileio.write_json(output, result)
+    print(f'wrote {output}')
   if args.recon_grid:
     model, variables, meta = training.restore_vqvae(args.model, which=args.which)
     ds = training.load_split(evaluation.run_config(meta, args.data_folder), args.split)
@@ -195,9 +202,28 @@ def _evaluate(args):
     print(f'wrote {args.recon_grid} (top: {args.split} images, bottom: reconstructions)')
 
 
+def _export(args):
+  from vqvae_jax import evaluation, pretrained  # pylint: disable=g-import-not-at-top
+  result = pretrained.export(args.model, args.output, prior_dir=args.prior,
+                             data_folder=args.data_folder, per_class=args.per_class)
+  print(evaluation.format_table(result))
+  print(f'wrote {args.output}' + (f' and {args.output}-prior' if args.prior else ''))
+
+
+def _add_export_command(sub):
+  x = sub.add_parser('export', help='a run\'s parameters and config as a pretrained folder')
+  x.add_argument('--model', required=True, help='the VQ-VAE output folder (best checkpoint)')
+  x.add_argument('--prior', default=None, help='its prior\'s folder: written to OUTPUT-prior')
+  x.add_argument('-o', '--output', required=True, help='the pretrained folder to write')
+  x.add_argument('--data-folder', default=None, help='default: the training run\'s')
+  x.add_argument('--per-class', type=int, default=100,
+                 help='samples a class for the recorded class consistency')
+
+
 def _add_evaluate_command(sub):
   e = sub.add_parser('evaluate', help='reconstruction quality, codebook usage and prior NLL')
-  e.add_argument('--model', required=True, help='the VQ-VAE output folder')
+  e.add_argument('--model', default=None,
+                 help='the VQ-VAE folder (default: the one --prior was trained on)')
   e.add_argument('--prior', default=None, help='a prior folder trained on this VQ-VAE')
   e.add_argument('--split', default='test', choices=('train', 'valid', 'test'))
   e.add_argument('--which', default='best', choices=('best', 'latest'), help='checkpoint')
@@ -233,6 +259,7 @@ def main(argv=None):
                  help='where the VQ-VAE\'s data set is now (for the classifier)')
   _add_codec_commands(sub)
   _add_evaluate_command(sub)
+  _add_export_command(sub)
   args = parser.parse_args(argv)
   cli_common.tune_malloc()
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
@@ -241,6 +268,8 @@ def main(argv=None):
     _sample(args)
   elif args.command == 'evaluate':
     _evaluate(args)
+  elif args.command == 'export':
+    _export(args)
   else:
     {'compress': _compress, 'decompress': _decompress, 'info': _info, 'compose': _compose,
      'decode-codes': _decode_codes}[args.command](args)

@@ -253,9 +253,13 @@ def restore_run(workdir: str, kind: str, which: str, make_state):
   latest if none) or 'latest'; `make_state(meta) -> (model, state, epoch_sums)`
   builds the model and the templates (a flax struct and a pytree of arrays or
   `jax.ShapeDtypeStruct`s) from the saved meta. A damaged checkpoint is
-  reported and skipped: then the latest intact one is used. Returns (model,
+  reported and skipped: then the latest intact one is used. A pretrained
+  folder (`vqvae_jax.pretrained`) restores its inference fields only. Returns (model,
   restored state, meta).
   """
+  from vqvae_jax import pretrained  # pylint: disable=g-import-not-at-top
+  if pretrained.is_pretrained(workdir):
+    return pretrained.restore(workdir, kind, make_state)
   name = _KIND_NAMES[kind]
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
 

@@ -160,9 +160,21 @@ def prior_nll(prior_dir: str, codes, labels, vq_variables, image_shape, batch_si
     bits = np.asarray(bits_fn(params, c, l), np.float64)
     total += float(np.sum(bits[:batch_size - pad]))
   per_image = total / len(codes)
+  cells = math.prod(codes.shape[1:])
+  unigram = unigram_entropy_bits(codes, model.num_codes)
   return {'dir': os.path.abspath(prior_dir), 'step': int(meta['step']),
-          'bits_per_code': per_image / math.prod(codes.shape[1:]),
-          'bits_per_dim': float(prior_lib.bits_per_dim(per_image, image_shape))}
+          'bits_per_code': per_image / cells,
+          'bits_per_dim': float(prior_lib.bits_per_dim(per_image, image_shape)),
+          'unigram_bits_per_code': unigram,
+          'unigram_bits_per_dim': float(prior_lib.bits_per_dim(unigram * cells, image_shape))}
+
+
+def unigram_entropy_bits(codes, k: int) -> float:
+  """Entropy (bits) of the codes' own frequencies: what a model that knows
+  only how often each of the K codes occurs in `codes` pays per code."""
+  p = np.bincount(np.asarray(codes).reshape(-1), minlength=k) / np.asarray(codes).size
+  p = p[p > 0]
+  return float(-np.sum(p * np.log2(p)))
 
 
 def class_consistency(prior_dir: str, vq_model, vq_variables, config, class_names,
@@ -248,6 +260,10 @@ def format_table(result: dict) -> str:
   if result.get('prior'):
     rows += [('prior NLL (bits/code)', f'{result["prior"]["bits_per_code"]:.4f}'),
              ('prior NLL (bits/dim)', f'{result["prior"]["bits_per_dim"]:.4f}')]
+    if 'unigram_bits_per_code' in result['prior']:
+      rows.append(('unigram entropy (bits/code)',
+                   f'{result["prior"]["unigram_bits_per_code"]:.4f} (the codes\' own '
+                   'frequencies, no context)'))
   cc = result.get('class_consistency')
   if cc:
     rows.append(('class consistency', f'not measured ({cc["reason"]})' if cc['value'] is None

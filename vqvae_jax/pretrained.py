@@ -1,0 +1,204 @@
+"""Pretrained model folders: a trained run's parameters and config, nothing else.
+
+A folder (e.g. `pretrained/fashion-mnist/`) holds
+
+    model.json         {'format': FORMAT, 'version': 1, 'kind': 'vqvae' | 'prior',
+                        'meta': the checkpoint's meta (config, class names, step, ...),
+                        'arrays_sha256', 'dtype', 'results': the recorded test metrics}
+    params.npz         every array of the inference variables ({'params'} and, for a
+                       VQ-VAE, {'batch_stats'}) under its '/'-joined path; no optimiser
+                       state, no codebook statistics
+    integer_prior.npz  (a prior) the integer model that codes `.vqz` files
+
+Every command that takes a run folder (`sample`, `evaluate`, `compress`,
+`decompress`, `train_prior --model`) takes one of these instead:
+`checkpoints.restore_run` hands them to `restore`. A prior records its VQ-VAE
+folder relative to itself (`meta['config']['model']`, e.g. '../fashion-mnist'),
+so the pair can be moved together. Parameters are stored as float32 (a float16
+copy would change the models' fingerprints and so the files they code).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+
+import flax.serialization
+import flax.traverse_util
+import jax
+import numpy as np
+
+from vqvae_jax import fileio
+from vqvae_jax.errors import UserError
+
+FORMAT = 'vqvae-jax-pretrained'
+VERSION = 1
+MODEL_FILE = 'model.json'
+PARAMS_FILE = 'params.npz'
+CODER_FILE = 'integer_prior.npz'  # = compression.CODER_FILE
+FIELDS = ('params', 'batch_stats')  # the state fields inference needs
+
+
+def is_pretrained(folder: str) -> bool:
+  return os.path.isfile(os.path.join(folder, MODEL_FILE))
+
+
+def arrays_digest(arrays: dict) -> str:
+  """sha256 (hex) over the sorted names, shapes, dtypes and bytes of `arrays`."""
+  h = hashlib.sha256()
+  for name in sorted(arrays):
+    a = np.ascontiguousarray(arrays[name])
+    h.update(f'{name}:{a.dtype.str}:{a.shape};'.encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def flatten(state_dict: dict) -> dict:
+  """{'params': {...}, 'batch_stats': {...}} -> {'params/enc/conv/kernel': ndarray}."""
+  flat = flax.traverse_util.flatten_dict(
+      {f: state_dict[f] for f in FIELDS if state_dict.get(f) is not None}, sep='/')
+  return {k: np.asarray(jax.device_get(v)) for k, v in flat.items()}
+
+
+def save(out_dir: str, kind: str, meta: dict, state_dict: dict, results: dict | None = None,
+         coder_file: str | None = None) -> None:
+  """Writes a pretrained folder from a restored state's `state_dict` (as
+  `flax.serialization.to_state_dict` gives it) and its checkpoint `meta`.
+
+  Built in a temporary folder beside `out_dir` and swapped in whole: an
+  existing folder is replaced only by a complete one.
+  """
+  arrays = flatten(state_dict)
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  record = {'format': FORMAT, 'version': VERSION, 'kind': kind, 'meta': meta,
+            'arrays_sha256': arrays_digest(arrays), 'dtype': 'float32',
+            'results': results or {}}
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  tmp = os.path.join(parent, f'.{os.path.basename(out_dir)}.partial')
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  fileio.atomic_write(os.path.join(tmp, PARAMS_FILE), buf.getvalue())
+  if coder_file:
+    shutil.copyfile(coder_file, os.path.join(tmp, CODER_FILE))
+  fileio.write_json(os.path.join(tmp, MODEL_FILE), record)
+  old = tmp + '.old'
+  if os.path.exists(out_dir):
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out_dir, old)
+  os.replace(tmp, out_dir)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def read_record(folder: str) -> dict:
+  """model.json of a pretrained folder, checked; UserError if unreadable."""
+  path = os.path.join(folder, MODEL_FILE)
+  try:
+    with open(path, encoding='utf-8') as f:
+      record = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path} is not a readable pretrained model ({e})') from None
+  if not isinstance(record, dict) or record.get('format') != FORMAT:
+    raise UserError(f'{path} is not a vqvae-jax pretrained model')
+  if record.get('version') != VERSION:
+    raise UserError(f'{path} has format version {record.get("version")!r}; this vqvae-jax '
+                    f'reads version {VERSION}: upgrade vqvae-jax')
+  return record
+
+
+def restore(folder: str, kind: str, make_state):
+  """(model, state, meta) from a pretrained folder, as `checkpoints.restore_run`
+  returns them; only the fields in FIELDS of `state` hold arrays, the rest stay
+  as the template's shapes."""
+  record = read_record(folder)
+  if record['kind'] != kind:
+    raise UserError(f'{folder} holds a pretrained {record["kind"]}, not a {kind}')
+  meta = dict(record['meta'])
+  if kind == 'prior':
+    config = dict(meta['config'])
+    config['model'] = os.path.normpath(os.path.join(os.path.abspath(folder), config['model']))
+    meta['config'] = config
+  model, state, _ = make_state(meta)
+  path = os.path.join(folder, PARAMS_FILE)
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in f.files}
+  except (OSError, ValueError, EOFError) as e:
+    raise UserError(f'{path} is not readable ({e}): the pretrained folder is damaged') from None
+  if arrays_digest(arrays) != record['arrays_sha256']:
+    raise UserError(f'{path} does not match the digest in {MODEL_FILE}: the pretrained '
+                    'folder is damaged')
+  template = flax.serialization.to_state_dict(state)
+  want = flatten_shapes(template)
+  if set(want) != set(arrays):
+    raise UserError(f'{path} holds other arrays than this vqvae-jax builds for its config '
+                    f'(missing {sorted(set(want) - set(arrays))[:3]}, extra '
+                    f'{sorted(set(arrays) - set(want))[:3]})')
+  for name, (shape, dtype) in want.items():
+    if arrays[name].shape != shape or arrays[name].dtype != dtype:
+      raise UserError(f'{path}: {name} is {arrays[name].dtype}{list(arrays[name].shape)}, '
+                      f'expected {dtype}{list(shape)}')
+  loaded = flax.traverse_util.unflatten_dict(arrays, sep='/')
+  for field in loaded:
+    template[field] = loaded[field]
+  return model, flax.serialization.from_state_dict(state, template), meta
+
+
+def flatten_shapes(state_dict: dict) -> dict:
+  """{'/'-joined path: (shape, dtype)} of the FIELDS of a state dict template."""
+  flat = flax.traverse_util.flatten_dict(
+      {f: state_dict[f] for f in FIELDS if state_dict.get(f) is not None}, sep='/')
+  return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in flat.items()}
+
+
+def results(folder: str) -> dict:
+  """The test metrics recorded when the folder was exported."""
+  return read_record(folder).get('results', {})
+
+
+SLICE = 500  # test images whose PSNR is recorded for a quick check of shipped weights
+
+
+def slice_psnr(model, variables, ds, n: int = SLICE) -> dict:
+  """Mean PSNR (dB) of the first `n` images of `ds`."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  part = dataclasses.replace(ds, images=ds.images[:n], labels=ds.labels[:n],
+                             episodes=None if ds.episodes is None else ds.episodes[:n])
+  metrics, _ = evaluation.reconstruction_metrics(model, variables, part)
+  return {'split': ds.split, 'n': len(part), 'psnr': metrics['psnr']}
+
+
+def export(model_dir: str, out_dir: str, *, prior_dir: str | None = None,
+           data_folder: str | None = None, per_class: int = 100) -> dict:
+  """Exports the best checkpoint of a VQ-VAE run to `out_dir` and, with
+  `prior_dir`, its prior to `out_dir + '-prior'`, each with its test metrics
+  (`evaluation.evaluate`, class consistency from `per_class` samples a class)
+  and the PSNR of the first SLICE test images. Returns the evaluation."""
+  from vqvae_jax import checkpoints, compression, evaluation, prior_training, training  # pylint: disable=g-import-not-at-top
+  result = evaluation.evaluate(model_dir, prior_dir=prior_dir, data_folder=data_folder,
+                               consistency_per_class=per_class if prior_dir else 0)
+  model, variables, meta = training.restore_vqvae(model_dir)
+  ds = training.load_split(evaluation.run_config(meta, data_folder), 'test')
+  kept = {k: v for k, v in result.items() if k not in ('model', 'prior', 'class_consistency')}
+  meta = dict(meta, config=dict(meta['config'], data_folder=''))
+  save(out_dir, 'vqvae', meta, variables,
+       results={'test': kept, 'slice': slice_psnr(model, variables, ds)})
+  if prior_dir:
+    prior, params, prior_meta = prior_training.restore_prior(prior_dir)
+    if prior_meta['vqvae_fingerprint'] != checkpoints.vqvae_fingerprint(variables):
+      raise UserError(f'the prior in {prior_dir} was not trained on the VQ-VAE in {model_dir}')
+    compression.load_coder(prior_dir, prior, params, prior_meta['grid'])  # made if missing
+    prior_out = out_dir + '-prior'
+    rel = os.path.relpath(os.path.abspath(out_dir), os.path.abspath(prior_out))
+    prior_meta = dict(prior_meta, config=dict(prior_meta['config'], model=rel, data_folder=''))
+    consistency = dict(result['class_consistency'] or {})
+    consistency.pop('classifier', None)  # a local cache path
+    prior_results = {'test': {k: v for k, v in result['prior'].items() if k != 'dir'},
+                     'class_consistency': consistency}
+    save(prior_out, 'prior', prior_meta, {'params': params}, results=prior_results,
+         coder_file=os.path.join(prior_dir, CODER_FILE))
+  return result
