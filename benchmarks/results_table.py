@@ -16,7 +16,8 @@ import os
 import sys
 
 COLUMNS = ('config', 'steps', 'hardware', 'train wall time', 'test MSE [-1, 1]',
-           'test MSE [0, 1]', 'PSNR (dB)', 'SSIM', 'codes used', 'prior bits/dim')
+           'test MSE [0, 1]', 'PSNR (dB)', 'SSIM', 'codes used', 'prior bits/dim',
+           'prior / unigram bits per code', 'class consistency')
 
 
 def describe(config: dict) -> str:
@@ -29,6 +30,8 @@ def describe(config: dict) -> str:
     text += f' + restart after {config["restart_after"]} unused steps'
   if config.get('codebook_init', 'uniform') != 'uniform':
     text += f', {config["codebook_init"]} init'
+  if config.get('lr_schedule', 'constant') != 'constant':
+    text += f', {config["lr_schedule"]} lr {config.get("lr")}'
   return f'{text}; hidden {config.get("hidden_size")}, K {config.get("k")}'
 
 
@@ -36,14 +39,35 @@ def _minutes(seconds) -> str:
   return '' if seconds is None else f'{seconds / 60:.1f} min'
 
 
+def _wall(train: dict) -> str:
+  text = _minutes(train.get('wall_s'))
+  if text and 'prior_wall_s' in train:
+    text += f' ({_minutes(train["vq_wall_s"])} + prior {_minutes(train["prior_wall_s"])})'
+  if text and (train.get('other_procs_cpu_frac') or 0) > 0.05:
+    text += f', under load ({100 * train["other_procs_cpu_frac"]:.0f}% other processes)'
+  return text
+
+
 def row(result: dict, train: dict) -> list:
   prior = result.get('prior') or {}
   return [describe(result.get('config', {})), str(train.get('steps', result['step'])),
-          train.get('hardware', ''), _minutes(train.get('wall_s')),
+          train.get('hardware', ''), _wall(train),
           f'{result["mse"]:.4f}', f'{result["mse01"]:.5f}', f'{result["psnr"]:.2f}',
           f'{result["ssim"]:.4f}',
           f'{result["codes_used"]} / {result["k"]} ({100 * result["usage"]:.1f}%)',
-          f'{prior["bits_per_dim"]:.4f}' if prior else '']
+          f'{prior["bits_per_dim"]:.4f}' if prior else '',
+          (f'{prior["bits_per_code"]:.3f} / {prior["unigram_bits_per_code"]:.3f}'
+           if 'unigram_bits_per_code' in prior else ''),
+          _consistency(result.get('class_consistency'))]
+
+
+def _consistency(cc) -> str:
+  if not cc:
+    return ''
+  if cc.get('value') is None:
+    return 'n/a'
+  return (f'{100 * cc["value"]:.1f}% (classifier: {100 * cc["classifier_test_accuracy"]:.1f}% '
+          'on real test images)')
 
 
 def load(folder: str) -> list[tuple[str, dict, dict]]:

@@ -1,45 +1,53 @@
 #!/usr/bin/env bash
-# The real-data experiment behind the README's results table (issue 6).
+# Every published result of the :cpu recipes, from nothing (issue 11).
 #
-# Fashion-MNIST, same fixed budget for both codebooks: 400 steps at batch 128
-# (0.93 epochs), hidden size 64 (the default 256 is ~10x slower on CPU), K = 512.
-#   plain: the paper's codebook loss (eq. 3), U(-1/K, 1/K) init
-#   ema:   EMA codebook (decay 0.99) + restart of codes unused for 20 steps
-# then a Gated PixelCNN prior on each (200 steps at batch 128, its defaults
-# otherwise), and `evaluate` on the test split. Rerunning skips finished
-# VQ-VAE trainings and resumes the rest.
-# Outputs in runs/results/ (git-ignored); JSON and PNGs are copied to
-# benchmarks/results/ and the table is printed by benchmarks/results_table.py.
+# For Fashion-MNIST and Atari Boxing: the VQ-VAE (configs/<data set>.py:cpu),
+# its prior (configs/prior.py:cpu), `evaluate` on the test split (PSNR, SSIM,
+# codes used, prior NLL against the codes' unigram entropy, class consistency),
+# a reconstruction grid, a sample grid, and the pretrained/ folders. Each
+# stage's wall time is added up across invocations by benchmarks/timed.py, so a
+# run killed at the end of a session continues when this script is rerun (the
+# trainers resume from their latest checkpoint). Outputs: runs in $ROOT
+# (git-ignored), JSON and PNGs in benchmarks/results/cpu-recipes/, the tables
+# printed by benchmarks/results_table.py.
 #
-#     bash benchmarks/run_results.sh        # from the repository root
+#     bash benchmarks/run_results.sh                   # both data sets
+#     bash benchmarks/run_results.sh fashion-mnist     # one
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=runs/results
-STEPS=${STEPS:-400}
-PRIOR_STEPS=${PRIOR_STEPS:-200}
-HIDDEN=${HIDDEN:-64}
-mkdir -p "$ROOT" benchmarks/results
-HW="$(nproc) CPU cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), no accelerator"
+ROOT=${ROOT:-runs/results}
+OUT=benchmarks/results/cpu-recipes
+mkdir -p "$ROOT" "$OUT"
 
-train() {  # name, extra flags...
-  local name=$1; shift
-  [ -f "$ROOT/$name.train.json" ] && return 0
-  local start=$SECONDS
-  python3 train_vqvae.py --dataset fashion-mnist --output-folder "$ROOT/$name" \
-    --hidden-size "$HIDDEN" --batch-size 128 --max-steps "$STEPS" --no-progress "$@"
-  printf '{"name": "%s", "steps": %d, "wall_s": %d, "hardware": "%s", "flags": "%s"}\n' \
-    "$name" "$STEPS" $((SECONDS - start)) "$HW" "$*" > "$ROOT/$name.train.json"
+config_of() { case $1 in fashion-mnist) echo fashion_mnist ;; atari-boxing) echo atari_boxing ;; esac; }
+
+run() {  # data set
+  local d=$1 cfg
+  cfg=$(config_of "$d")
+  python3 benchmarks/timed.py "$ROOT/$d.vq.time.json" -- \
+    python3 train_vqvae.py --config "configs/$cfg.py:cpu" --output-folder "$ROOT/$d" --no-progress
+  python3 benchmarks/timed.py "$ROOT/$d.prior.time.json" -- \
+    python3 train_prior.py --config configs/prior.py:cpu --model "$ROOT/$d" \
+      --output-folder "$ROOT/$d-prior" --no-progress
+  python3 -m vqvae_jax evaluate --model "$ROOT/$d" --prior "$ROOT/$d-prior" --split test \
+    -o "$OUT/$d.eval.json" --recon-grid "$OUT/$d-recon.png"
+  python3 -m vqvae_jax sample --prior "$ROOT/$d-prior" -o "$OUT/$d-samples.png" --no-consistency
+  python3 -m vqvae_jax export --model "$ROOT/$d" --prior "$ROOT/$d-prior" -o "pretrained/$d"
+  python3 - "$ROOT/$d" "$OUT/$d.train.json" <<'PY'
+import json, sys
+root, out = sys.argv[1:]
+vq, prior = (json.load(open(f'{root}.{s}.time.json')) for s in ('vq', 'prior'))
+steps = max(json.loads(l)['step'] for l in open(f'{root}/metrics.jsonl'))
+m = vq['machine']
+json.dump({'steps': steps, 'wall_s': vq['wall_s'] + prior['wall_s'], 'vq_wall_s': vq['wall_s'],
+           'prior_wall_s': prior['wall_s'],
+           'other_procs_cpu_frac': max(vq['other_procs_cpu_frac'] or 0, prior['other_procs_cpu_frac'] or 0),
+           'hardware': f"{m['cores']} CPU cores ({m['cpu']}), no accelerator",
+           'date': prior['date']}, open(out, 'w'), indent=2, sort_keys=True)
+PY
 }
 
-train plain
-train ema --set codebook=ema --set restart_after=20
-for name in plain ema; do
-  python3 train_prior.py --model "$ROOT/$name" --output-folder "$ROOT/$name-prior" \
-    --max-steps "$PRIOR_STEPS" --no-progress
-  python3 -m vqvae_jax evaluate --model "$ROOT/$name" --prior "$ROOT/$name-prior" \
-    --split test --output "$ROOT/$name.eval.json" --recon-grid "$ROOT/$name-recon.png"
-  python3 -m vqvae_jax sample --prior "$ROOT/$name-prior" -o "$ROOT/$name-samples.png"
-  cp "$ROOT/$name.train.json" "$ROOT/$name.eval.json" "$ROOT/$name-recon.png" \
-    "$ROOT/$name-samples.png" benchmarks/results/
+for d in "${@:-fashion-mnist atari-boxing}"; do
+  for one in $d; do run "$one"; done
 done
-python3 benchmarks/results_table.py benchmarks/results
+python3 benchmarks/results_table.py "$OUT"
