@@ -185,3 +185,37 @@ def test_shipped_weights_reproduce_their_test_psnr(folder):
     _, _, prior_meta = prior_training.restore_prior(prior)
     assert prior_meta['vqvae_fingerprint'] == checkpoints.vqvae_fingerprint(variables)
     assert os.path.exists(os.path.join(prior, compression.CODER_FILE))
+
+
+def test_python_api_on_pretrained_and_run_folders(exported):
+  """vqvae_jax.load: encode/decode agree with the model, compress/decompress
+  round-trip, sample gives images of the asked classes' count, for a
+  pretrained prior folder and the run folders alike."""
+  import vqvae_jax
+  root, vq, prior, ship = exported
+  data = str(root / 'mnist')
+  images = training.load_split(evaluation.run_config(training.restore_vqvae(vq)[2], data),
+                               'test').images[:4]
+  model, variables, _ = training.restore_vqvae(vq)
+  want = np.asarray(model.apply(variables, images.astype(np.float32) / 127.5 - 1.0,
+                                method=type(model).encode))
+  for folder in (ship + '-prior', prior):
+    m = vqvae_jax.load(folder)
+    codes = m.encode(images)
+    np.testing.assert_array_equal(codes, want)
+    recon = m.decode(codes)
+    assert recon.shape == images.shape and recon.dtype == np.uint8
+    blob = m.compress(images[0])
+    np.testing.assert_array_equal(m.decompress(blob), recon[0])
+    samples = m.sample([0, 1, m.class_names[2]], jax.random.key(0))
+    assert samples.shape == (3,) + images.shape[1:] and samples.dtype == np.uint8
+    np.testing.assert_array_equal(samples, m.sample([0, 1, 2], jax.random.key(0)))
+    assert m.evaluate('test', data_folder=data)['prior']['bits_per_code'] > 0
+  plain = vqvae_jax.load(ship)
+  assert plain.prior_dir is None
+  np.testing.assert_array_equal(plain.decompress(plain.compress(images[1])), recon[1])
+  from vqvae_jax.errors import UserError
+  with pytest.raises(UserError, match='needs a prior'):
+    plain.sample([0], jax.random.key(0))
+  with pytest.raises(UserError, match='uint8'):
+    plain.encode(images.astype(np.float32))
