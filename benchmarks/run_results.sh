@@ -20,6 +20,7 @@ OUT=benchmarks/results/cpu-recipes
 mkdir -p "$ROOT" "$OUT"
 
 config_of() { case $1 in fashion-mnist) echo fashion_mnist ;; atari-boxing) echo atari_boxing ;; esac; }
+prior_of() { case $1 in atari-boxing) echo cpu_atari ;; *) echo cpu ;; esac; }
 
 run() {  # data set
   local d=$1 cfg
@@ -27,11 +28,12 @@ run() {  # data set
   python3 benchmarks/timed.py "$ROOT/$d.vq.time.json" -- \
     python3 train_vqvae.py --config "configs/$cfg.py:cpu" --output-folder "$ROOT/$d" --no-progress
   python3 benchmarks/timed.py "$ROOT/$d.prior.time.json" -- \
-    python3 train_prior.py --config configs/prior.py:cpu --model "$ROOT/$d" \
+    python3 train_prior.py --config "configs/prior.py:$(prior_of "$d")" --model "$ROOT/$d" \
       --output-folder "$ROOT/$d-prior" --no-progress
   python3 -m vqvae_jax evaluate --model "$ROOT/$d" --prior "$ROOT/$d-prior" --split test \
     -o "$OUT/$d.eval.json" --recon-grid "$OUT/$d-recon.png"
-  python3 -m vqvae_jax sample --prior "$ROOT/$d-prior" -o "$OUT/$d-samples.png" --no-consistency
+  python3 -m vqvae_jax sample --prior "$ROOT/$d-prior" -o "$OUT/$d-samples.png" --no-consistency \
+    --per-class "$( [ "$d" = atari-boxing ] && echo 16 || echo 8 )"
   python3 -m vqvae_jax export --model "$ROOT/$d" --prior "$ROOT/$d-prior" -o "pretrained/$d"
   python3 - "$ROOT/$d" "$OUT/$d.train.json" <<'PY'
 import json, sys

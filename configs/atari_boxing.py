@@ -8,13 +8,20 @@ ROM) under a random policy: `num_frames` frames, deterministic for `seed`,
 resumable, stored in --data-folder (default ~/.cache/vqvae-jax/atari-boxing/).
 Splits are 80/10/10 in time order.
 Variants (see configs/common.py): `:paper` pytorch-vqvae's recipe exactly; `:cpu`
-the 2-core CPU budget (84x84x3 frames cost ~9x a 28x28x1 image: CPU_MAX_STEPS
-steps at batch CPU_BATCH below; 2-core AMD EPYC, wall time and test PSNR: to be
-measured); `:tiny` a seconds-long CPU variant.
+the 2-core CPU budget: an 84x84x3 frame costs ~9x the FLOPs of a 28x28x1 image,
+so CPU_MAX_STEPS steps at batch CPU_BATCH below (about one pass over the 48,000
+training frames); its prior is `configs/prior.py:cpu_atari` (21x21 grids cost ~9x
+a 7x7 one). Both stages:
+    python train_vqvae.py --config configs/atari_boxing.py:cpu --output-folder runs/boxing-cpu
+    python train_prior.py --config configs/prior.py:cpu_atari --model runs/boxing-cpu \
+        --output-folder runs/boxing-cpu-prior
+or `bash benchmarks/run_results.sh atari-boxing` (wall time, test PSNR, SSIM and
+codes used: benchmarks/results/cpu-recipes/atari-boxing.*.json, 2-core Intel Xeon).
+`:tiny` a seconds-long CPU variant.
 """
 from configs import common
 
-CPU_MAX_STEPS = 1500
+CPU_MAX_STEPS = 800
 CPU_BATCH = 64
 
 
