@@ -43,6 +43,8 @@ def _wall(train: dict) -> str:
   text = _minutes(train.get('wall_s'))
   if text and 'prior_wall_s' in train:
     text += f' ({_minutes(train["vq_wall_s"])} + prior {_minutes(train["prior_wall_s"])})'
+  if text and train.get('vq_wall_source', 'timed.py') != 'timed.py':
+    text += ' (VQ-VAE steps only, from its metrics.jsonl)'
   if text and (train.get('other_procs_cpu_frac') or 0) > 0.05:
     text += f', under load ({100 * train["other_procs_cpu_frac"]:.0f}% other processes)'
   return text

@@ -45,7 +45,8 @@ json.dump({'steps': steps, 'wall_s': vq['wall_s'] + prior['wall_s'], 'vq_wall_s'
            'prior_wall_s': prior['wall_s'],
            'other_procs_cpu_frac': max(vq['other_procs_cpu_frac'] or 0, prior['other_procs_cpu_frac'] or 0),
            'hardware': f"{m['cores']} CPU cores ({m['cpu']}), no accelerator",
-           'date': prior['date']}, open(out, 'w'), indent=2, sort_keys=True)
+           'vq_wall_source': vq.get('source', 'timed.py'), 'date': prior['date']},
+          open(out, 'w'), indent=2, sort_keys=True)
 PY
 }
 

@@ -1,6 +1,7 @@
 """Runs one stage of benchmarks/run_results.sh and adds its wall time to a record.
 
     python benchmarks/timed.py runs/results/fmnist.time.json -- python3 train_vqvae.py ...
+    python benchmarks/timed.py runs/results/fmnist.time.json --from-metrics runs/results/fmnist
 
 The record (JSON) keeps the total wall seconds over every invocation (a run
 killed at the end of a session and resumed later adds up), the number of
@@ -23,9 +24,35 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.machine import CpuSnap, cpu_info  # noqa: E402
 
 
+def from_metrics(path: str, run_dir: str) -> int:
+  """A record for a run trained without timed.py: the seconds its training
+  steps took, summed from the img/s of metrics.jsonl's train rows (under
+  whatever load there was; evaluation, checkpoints and start-up not counted)."""
+  seconds, steps, last = 0.0, 0, 0
+  with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  with open(os.path.join(run_dir, 'config.json')) as f:
+    batch = json.load(f)['batch_size']
+  for row in rows:
+    if row.get('split') == 'train' and row.get('img_per_s'):
+      n = row['step'] - last
+      seconds += n * batch / row['img_per_s']
+      steps, last = steps + n, row['step']
+  record = {'wall_s': round(seconds, 1), 'steps_timed': steps,
+            'source': 'steps only, from the img/s in metrics.jsonl (run not timed by timed.py)',
+            'machine': cpu_info(), 'date': time.strftime('%Y-%m-%d'), 'invocations': 0}
+  with open(path, 'w') as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+  print(json.dumps(record))
+  return 0
+
+
 def main(argv):
+  if len(argv) == 3 and argv[1] == '--from-metrics':
+    return from_metrics(argv[0], argv[2])
   if len(argv) < 3 or argv[1] != '--':
-    raise SystemExit('usage: timed.py RECORD.json -- COMMAND ...')
+    raise SystemExit('usage: timed.py RECORD.json -- COMMAND ...  |  '
+                     'timed.py RECORD.json --from-metrics RUN_DIR')
   path, command = argv[0], argv[2:]
   record = {}
   if os.path.exists(path):
