@@ -1,6 +1,6 @@
 """Prints the README's results table (markdown) from evaluation JSON files.
 
-    python benchmarks/results_table.py benchmarks/results
+    python benchmarks/results_table.py benchmarks/results/cpu-recipes --update README.md
 
 Reads every `<name>.eval.json` in the folder (written by `python -m vqvae_jax
 evaluate`) and, if present, `<name>.train.json` beside it (budget, wall time and
@@ -32,7 +32,8 @@ def describe(config: dict) -> str:
     text += f', {config["codebook_init"]} init'
   if config.get('lr_schedule', 'constant') != 'constant':
     text += f', {config["lr_schedule"]} lr {config.get("lr")}'
-  return f'{text}; hidden {config.get("hidden_size")}, K {config.get("k")}'
+  text = f'{text}; hidden {config.get("hidden_size")}, K {config.get("k")}'
+  return f'{config["dataset"]}: {text}' if config.get('dataset') else text
 
 
 def _minutes(seconds) -> str:
@@ -53,7 +54,8 @@ def _wall(train: dict) -> str:
 def row(result: dict, train: dict) -> list:
   prior = result.get('prior') or {}
   return [describe(result.get('config', {})), str(train.get('steps', result['step'])),
-          train.get('hardware', ''), _wall(train),
+          train.get('hardware', '') + (f', {train["date"]}' if train.get('date') else ''),
+          _wall(train),
           f'{result["mse"]:.4f}', f'{result["mse01"]:.5f}', f'{result["psnr"]:.2f}',
           f'{result["ssim"]:.4f}',
           f'{result["codes_used"]} / {result["k"]} ({100 * result["usage"]:.1f}%)',
@@ -107,9 +109,28 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('folder', nargs='?', default=os.path.join(os.path.dirname(__file__),
-                                                                'results'))
+                                                                'results', 'cpu-recipes'))
+  parser.add_argument('--update', default=None, metavar='README',
+                      help='replace the table between <!-- table:NAME --> and '
+                           '<!-- /table:NAME --> in this file (NAME: the folder\'s name)')
   args = parser.parse_args(argv)
-  print(table(args.folder))
+  text = table(args.folder)
+  if args.update:
+    update(args.update, os.path.basename(os.path.normpath(args.folder)), text)
+  print(text)
+
+
+def update(path: str, name: str, text: str) -> None:
+  """Replaces the lines between the markers of `name` in `path` with `text`."""
+  begin, end = f'<!-- table:{name} -->', f'<!-- /table:{name} -->'
+  with open(path, encoding='utf-8') as f:
+    doc = f.read()
+  if begin not in doc or end not in doc:
+    raise SystemExit(f'{path} has no {begin} ... {end} markers')
+  head, rest = doc.split(begin, 1)
+  _, tail = rest.split(end, 1)
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(f'{head}{begin}\n{text}\n{end}{tail}')
 
 
 if __name__ == '__main__':
