@@ -183,24 +183,26 @@ def test_model_override_same_params_and_outputs():
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 8, 12, 1)))
     kw = dict(channels=1, hidden=20, k=6, dtype=jnp.float64)
     base, over = models.VQVAE(**kw), models.VQVAE(**kw, impls=OVERRIDES)
-    v = base.init(jax.random.key(0), x)
-    v_over = over.init(jax.random.key(0), x)
-    assert jax.tree.structure(v) == jax.tree.structure(v_over)
-    jax.tree.map(np.testing.assert_array_equal, v, v_over)
-    jaxpr = lambda m: str(jax.make_jaxpr(  # noqa: E731
-        lambda v, x: m.apply(v, x, train=True, mutable=['batch_stats']))(v, x))
-    assert jaxpr(base) != jaxpr(over)
-    (out, upd), (out_o, upd_o) = (jax.jit(functools.partial(
-        m.apply, train=True, mutable=['batch_stats']))(v, x) for m in (base, over))
+    v = jax.jit(base.init)(jax.random.key(0), x)
+    # Same names, shapes and dtypes (so the same initial values: they depend on those only).
+    shapes = [jax.eval_shape(m.init, jax.random.key(0), x) for m in (base, over)]
+    assert shapes[0] == shapes[1] == jax.eval_shape(lambda: v)
+
+    def forward(m, v, x):
+      out, upd = m.apply(v, x, train=True, mutable=['batch_stats'])
+      return out, upd, m.apply(v, out.indices, method=models.VQVAE.decode)
+
+    assert str(jax.make_jaxpr(functools.partial(forward, base))(v, x)) != \
+        str(jax.make_jaxpr(functools.partial(forward, over))(v, x))
+    ((out, upd, dec), (out_o, upd_o, dec_o)) = jax.jit(
+        lambda v, x: (forward(base, v, x), forward(over, v, x)))(v, x)
     np.testing.assert_array_equal(np.asarray(out.indices), np.asarray(out_o.indices))
     np.testing.assert_allclose(np.asarray(out.z_e), np.asarray(out_o.z_e), rtol=0, atol=ATOL64)
     # z_e goes through float32 before quantisation, so the straight-through
     # x_tilde may differ by float32 rounding; decoding the codes may not.
     np.testing.assert_allclose(np.asarray(out.x_tilde), np.asarray(out_o.x_tilde), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(dec), np.asarray(dec_o), rtol=0, atol=ATOL64)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=ATOL64), upd, upd_o)
-    dec = [jax.jit(functools.partial(m.apply, method=models.VQVAE.decode))(v, out.indices)
-           for m in (base, over)]
-    np.testing.assert_allclose(np.asarray(dec[0]), np.asarray(dec[1]), rtol=0, atol=ATOL64)
 
 
 @pytest.mark.parametrize('train', [True, False])
@@ -230,12 +232,11 @@ def test_batchnorm_matches_flax(train):
                  (u1, g1), (u2, g2))
 
 
+@pytest.mark.two_devices
 def test_batchnorm_pmean_matches_flax():
   """Under pmap with axis_name (2 CPU devices from conftest), statistics and
   gradients agree with flax's synchronised BatchNorm."""
   n = jax.local_device_count()
-  if n < 2:
-    pytest.skip('needs 2 devices')
   x = jax.random.normal(jax.random.PRNGKey(0), (n, 3, 4, 4, 5)) * 2 + 1
   g = jnp.cos(x)
   kw = dict(use_running_average=False, momentum=0.9, epsilon=1e-5, axis_name='i')
