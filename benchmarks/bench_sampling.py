@@ -4,6 +4,7 @@ Prints ONE JSON line on stdout (progress on stderr).
 
     python benchmarks/bench_sampling.py                  # 3 alternating rounds, ~4 min
     python benchmarks/bench_sampling.py --rounds 1 --sections sample --skip-plain
+    python benchmarks/bench_sampling.py --no-torch --skip-plain   # JAX only (e.g. a GPU)
 
 Measured, with the prior's defaults (K 512, 10 classes, 15 layers, hidden 64,
 random weights, float32, CPU):
@@ -18,7 +19,8 @@ random weights, float32, CPU):
           backward, Adam 3e-4) on random 7x7 and 8x8 codes, median step after
           one compiling step, against the reference's `prior_train_imgs_per_s`.
 Each round runs the reference in a subprocess, then the JAX measurements, so
-the two see the same machine state; medians over rounds, ratios of medians.
+the two see the same machine state; medians over rounds, ratios of medians
+(--no-torch: JAX only, the reference's figures and the ratios are null).
 The reference needs a venv with torch (see ../shared/bench/README.md):
     python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
 """
@@ -132,8 +134,41 @@ class _Training:
     return t
 
 
+def _device():
+  d = jax.local_devices()[0]
+  return f'{d.platform}: {d.device_kind}'
+
+
 def _median(xs):
   return statistics.median(xs) if xs else None
+
+
+def _rounds(args, sections, samp, train):
+  """Alternating rounds (reference, then JAX); returns (runs {name: [...]}, reference info)."""
+  runs = {'torch_sample': [], 'jax_fast': [], 'jax_plain': [], 'torch_train': [],
+          'jax_train': []}
+  torch_info = {}
+  for r in range(args.rounds):
+    ref = None if args.no_torch else _torch_round(args, sections)
+    if ref:
+      torch_info = {k: ref.get(k) for k in ('torch', 'threads', 'prior_sample_method')}
+      _log(f'round {r}: torch',
+           {k: ref.get(k) for k in ('prior_sample_s', 'prior_train_imgs_per_s')})
+    if samp:
+      if ref:
+        runs['torch_sample'].append(ref['prior_sample_s']['8x8'])
+      runs['jax_fast'].extend(samp.time('fast') for _ in range(args.fast_runs))
+      if 'plain' in samp.names:
+        runs['jax_plain'].append(samp.time('plain'))
+      _log(f'round {r}: jax fast {runs["jax_fast"][-1]:.3f} s, plain {runs["jax_plain"][-1:]} s')
+    if train:
+      if ref:
+        runs['torch_train'].append(ref['prior_train_imgs_per_s'])
+      step_s = {f'{hw}x{hw}': _median([train.time(hw) for _ in range(args.train_steps)])
+                for hw in (7, 8)}
+      runs['jax_train'].append({k: BATCH / v for k, v in step_s.items()})
+      _log(f'round {r}: jax train img/s', runs['jax_train'][-1])
+  return runs, torch_info
 
 
 def main():
@@ -142,6 +177,7 @@ def main():
   ap.add_argument('--torch-python', default=os.path.join(_REPO, '.venv-torch', 'bin', 'python'))
   ap.add_argument('--torch-bench', default=os.path.join(
       os.path.dirname(_REPO), 'shared', 'bench', 'bench_torch.py'))
+  ap.add_argument('--no-torch', action='store_true', help='time the JAX side only')
   ap.add_argument('--rounds', type=int, default=3)
   ap.add_argument('--fast-runs', type=int, default=3, help='fast-sampler runs per round')
   ap.add_argument('--train-steps', type=int, default=3, help='timed steps per size per round')
@@ -154,7 +190,7 @@ def main():
   sections = [s for s in ('sample', 'train') if s in args.sections.split(',')]
   if not sections or set(args.sections.split(',')) - {'sample', 'train'}:
     ap.error(f'--sections must name sample and/or train, got {args.sections!r}')
-  for path in (args.torch_python, args.torch_bench):
+  for path in () if args.no_torch else (args.torch_python, args.torch_bench):
     if not os.path.exists(path):
       raise SystemExit(f'error: {path} not found (see this script\'s docstring)')
 
@@ -165,25 +201,7 @@ def main():
   names = ('fast',) if args.skip_plain else ('fast', 'plain')
   samp = _Sampling(model, params, names) if 'sample' in sections else None
   train = _Training(model, params) if 'train' in sections else None
-  runs = {'torch_sample': [], 'jax_fast': [], 'jax_plain': [], 'torch_train': [],
-          'jax_train': []}
-  torch_info = {}
-  for r in range(args.rounds):
-    ref = _torch_round(args, sections)
-    torch_info = {k: ref.get(k) for k in ('torch', 'threads', 'prior_sample_method')}
-    _log(f'round {r}: torch', {k: ref.get(k) for k in ('prior_sample_s', 'prior_train_imgs_per_s')})
-    if samp:
-      runs['torch_sample'].append(ref['prior_sample_s']['8x8'])
-      runs['jax_fast'].extend(samp.time('fast') for _ in range(args.fast_runs))
-      if 'plain' in samp.names:
-        runs['jax_plain'].append(samp.time('plain'))
-      _log(f'round {r}: jax fast {runs["jax_fast"][-1]:.3f} s, plain {runs["jax_plain"][-1:]} s')
-    if train:
-      runs['torch_train'].append(ref['prior_train_imgs_per_s'])
-      step_s = {f'{hw}x{hw}': _median([train.time(hw) for _ in range(args.train_steps)])
-                for hw in (7, 8)}
-      runs['jax_train'].append({k: BATCH / v for k, v in step_s.items()})
-      _log(f'round {r}: jax train img/s', runs['jax_train'][-1])
+  runs, torch_info = _rounds(args, sections, samp, train)
 
   out = {'bench': 'prior_sampling', 'grids': GRIDS, 'shape': list(SHAPE),
          'K': model.num_codes, 'layers': model.num_layers, 'hidden': model.hidden,
@@ -191,7 +209,8 @@ def main():
   if samp:
     fast, plain, ref = (_median(runs[k]) for k in ('jax_fast', 'jax_plain', 'torch_sample'))
     out.update({'jax_fast_s': fast, 'jax_plain_s': plain, 'torch_s': ref,
-                'speedup_fast_vs_torch': ref / fast, 'compile_s': samp.compile_s})
+                'speedup_fast_vs_torch': ref / fast if ref else None,
+                'compile_s': samp.compile_s})
     if plain is not None:
       out['speedup_fast_vs_plain'] = plain / fast
       out['same_samples'] = bool((samp.codes['fast'] == samp.codes['plain']).all())
@@ -200,11 +219,12 @@ def main():
     ref_rate = {k: _median([r[k] for r in runs['torch_train']]) for k in ('7x7', '8x8')}
     out['prior_train_imgs_per_s'] = {
         'jax': jax_rate, 'torch': ref_rate,
-        'ratio': {k: jax_rate[k] / ref_rate[k] for k in jax_rate},
+        'ratio': {k: jax_rate[k] / ref_rate[k] if ref_rate[k] else None for k in jax_rate},
         'compile_s': train.compile_s}
   out['runs'] = {k: v for k, v in runs.items() if v}
   out.update({'reference': torch_info, 'jax': jax.__version__,
-              'backend': jax.default_backend(), 'malloc_tuned': bool(MALLOC_TUNED),
+              'backend': jax.default_backend(), 'device': _device(),
+              'malloc_tuned': bool(MALLOC_TUNED),
               'python': platform.python_version(), **cpu_info(),
               'cpus': os.cpu_count(), 'loadavg_start_end': [load0[0], os.getloadavg()[0]],
               'wall_s': time.perf_counter() - t_start})

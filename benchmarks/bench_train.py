@@ -21,10 +21,23 @@ Prints ONE JSON line on stdout (progress on stderr):
   other_procs_cpu_frac               share of the machine used by other
       processes during the run (> 0.05: the numbers were taken under load).
 
+  layer_impls                        the convolution formulations used
+      (layers.effective_impls: the backend's auto table, then --impl).
+  precision, matmul_precision        --precision: float32 (full float32
+      matmuls and convolutions, jax_default_matmul_precision='float32'),
+      tf32 (float32 model, 'tensorfloat32' matmuls: tensor cores on GPUs) or
+      bfloat16 (the model computes in bfloat16 with float32 parameters, as
+      training's --precision bfloat16). On CPU only bfloat16 changes anything.
+  device, step_gflops, peak_tflops, peak_fraction   the device; XLA's FLOP
+      count of one step; the card's dense peak for --precision (float32
+      vector units, or tensor cores for tf32/bfloat16; None if unknown) and
+      the fraction of it achieved. fp32_peak_tflops is the float32 peak.
+
 Usage:
   python benchmarks/bench_train.py                      # 3 rounds, ~3 min
   python benchmarks/bench_train.py --rounds 1 --no-torch
   python benchmarks/bench_train.py --impl up=sub2_conv,down=s2d_dotgrad
+  python benchmarks/bench_train.py --no-torch --precision bfloat16   # e.g. on a GPU
 
 The PyTorch side needs a venv with torch (see benchmarks/README.md):
   python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
@@ -96,17 +109,21 @@ def log(*a):
 # JAX side.
 # ----------------------------------------------------------------------------
 class JaxTrain:
-  """The project's train step for one input shape, compiled once."""
+  """The project's train step for one input shape, compiled once.
 
-  def __init__(self, size, channels, seed=0):
-    self.model = models.VQVAE(channels=channels, hidden=HIDDEN, k=K, axis_name=AXIS)
+  impls: layer formulation overrides ((kind, name) pairs, models.VQVAE.impls);
+  dtype: the model's compute dtype; batch: images per step."""
+
+  def __init__(self, size, channels, impls=(), dtype=jnp.float32, batch=BATCH, seed=0):
+    self.model = models.VQVAE(channels=channels, hidden=HIDDEN, k=K, axis_name=AXIS,
+                              dtype=dtype, impls=impls)
     state = training.create_train_state(jax.random.key(seed), self.model,
                                         (size, size, channels), LR)
     self.state = replicate(state, jax.local_devices()[:1])
     rng = np.random.default_rng(seed)
     self.images = jax.device_put(
-        rng.integers(0, 256, (1, BATCH, size, size, channels), dtype=np.uint8))
-    self.labels = jax.device_put(np.zeros((1, BATCH), np.int32))
+        rng.integers(0, 256, (1, batch, size, size, channels), dtype=np.uint8))
+    self.labels = jax.device_put(np.zeros((1, batch), np.int32))
     step = jax.pmap(functools.partial(training.train_step, model=self.model, beta=BETA),
                     axis_name=AXIS, donate_argnums=(0,), devices=jax.local_devices()[:1])
     t0 = time.perf_counter()
@@ -129,9 +146,22 @@ class JaxTrain:
     return times
 
 
-# float32 peak FLOP/s (vector units, no tensor cores) by device kind substring.
-FP32_PEAK = {'H200': 67e12, 'H100': 67e12, 'A100': 19.5e12, 'V100': 15.7e12, 'L40S': 91.6e12,
-             'L4': 30.3e12, 'A10': 31.2e12, 'T4': 8.1e12}
+# Dense peak TFLOP/s by device kind substring (first match; SXM figures for
+# H100/H200): float32 on the vector units, tf32 and bfloat16 on tensor cores
+# (None: no such tensor cores).
+PEAK_TFLOPS = {
+    'H200': {'float32': 67, 'tf32': 494.7, 'bfloat16': 989.4},
+    'H100': {'float32': 67, 'tf32': 494.7, 'bfloat16': 989.4},
+    'A100': {'float32': 19.5, 'tf32': 156, 'bfloat16': 312},
+    'V100': {'float32': 15.7, 'tf32': None, 'bfloat16': None},
+    'L40S': {'float32': 91.6, 'tf32': 183, 'bfloat16': 362},
+    'L4': {'float32': 30.3, 'tf32': 60, 'bfloat16': 121},
+    'A10': {'float32': 31.2, 'tf32': 62.5, 'bfloat16': 125},
+    'T4': {'float32': 8.1, 'tf32': None, 'bfloat16': None},
+}
+# --precision -> (model compute dtype, jax_default_matmul_precision).
+PRECISIONS = {'float32': (jnp.float32, 'float32'), 'tf32': (jnp.float32, 'tensorfloat32'),
+              'bfloat16': (jnp.bfloat16, None)}
 
 
 def _flops(compiled):
@@ -145,10 +175,11 @@ def _flops(compiled):
   return float(cost['flops']) if cost and 'flops' in cost else None
 
 
-def _peak(device):
-  for name, peak in FP32_PEAK.items():
+def _peak(device, precision):
+  """Peak FLOP/s of `device` for `precision` (None if unknown)."""
+  for name, peaks in PEAK_TFLOPS.items():
     if name in device.device_kind:
-      return peak
+      return peaks[precision] * 1e12 if peaks[precision] else None
   return None
 
 
@@ -197,16 +228,15 @@ def run_torch(python, threads):
 
 
 def parse_impl(spec):
-  out = {}
-  for item in filter(None, spec.split(',')):
-    key, _, val = item.partition('=')
-    if key not in layers.AUTO_IMPL:
-      raise SystemExit(f'--impl: unknown layer kind {key!r}; one of {sorted(layers.AUTO_IMPL)}')
-    out[key] = val
-  return out
+  """'up=sub2_conv,down=reference' -> validated (kind, name) pairs (layers.check_impls)."""
+  pairs = [item.partition('=')[::2] for item in filter(None, spec.split(','))]
+  try:
+    return layers.check_impls(pairs)
+  except ValueError as e:
+    raise SystemExit(f'--impl: {e}') from e
 
 
-def main():
+def _parse_args():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument('--torch-python', default=os.path.join(_ROOT, '.venv-torch', 'bin', 'python'),
@@ -217,7 +247,11 @@ def main():
   ap.add_argument('--shapes', default=','.join(SHAPES), help='comma-separated subset of ' +
                   ', '.join(SHAPES))
   ap.add_argument('--threads', type=int, default=2, help='PyTorch threads')
-  ap.add_argument('--impl', default='', help='override layers.AUTO_IMPL, e.g. up=sub2_conv')
+  ap.add_argument('--impl', default='', help='override the auto formulation of layer kinds '
+                  f'({", ".join(layers.KINDS)}), e.g. up=sub2_conv')
+  ap.add_argument('--precision', default='float32', choices=sorted(PRECISIONS),
+                  help='float32 (default), tf32 or bfloat16; see the docstring')
+  ap.add_argument('--batch', type=int, default=BATCH, help='images per step (default 128)')
   ap.add_argument('--stock-xla', action='store_true',
                   help="do not set this script's XLA flags (for comparison)")
   ap.add_argument('--stock-malloc', action='store_true',
@@ -227,7 +261,16 @@ def main():
   for s in shapes:
     if s not in SHAPES:
       ap.error(f'unknown shape {s!r}')
-  layers.AUTO_IMPL.update(parse_impl(args.impl))
+  if args.batch != BATCH and not args.no_torch:
+    ap.error(f'--batch {args.batch}: the PyTorch side runs batch {BATCH}; add --no-torch')
+  return args, shapes
+
+
+def main():
+  args, shapes = _parse_args()
+  impls = parse_impl(args.impl)
+  dtype, matmul_precision = PRECISIONS[args.precision]
+  jax.config.update('jax_default_matmul_precision', matmul_precision)
 
   torch_error = None
   if not args.no_torch:
@@ -246,7 +289,7 @@ def main():
   trains = {}
   for s in shapes:
     size, channels = SHAPES[s]
-    trains[s] = JaxTrain(size, channels)
+    trains[s] = JaxTrain(size, channels, impls, dtype, args.batch)
     log(f'jax {s}: compile {trains[s].compile_s:.1f} s, first step {trains[s].first_step_s:.2f} s')
   vq = JaxVQ()
 
@@ -257,8 +300,9 @@ def main():
     snap = CpuSnap()
     for s in shapes:
       t = statistics.median(trains[s].run(args.steps))
-      jax_rounds[s].append(BATCH / t)
-      log(f'round {r + 1} jax   {s}: {BATCH / t:6.1f} img/s (loss {trains[s].last_loss:.4f})')
+      jax_rounds[s].append(args.batch / t)
+      log(f'round {r + 1} jax   {s}: {args.batch / t:6.1f} img/s '
+          f'(loss {trains[s].last_loss:.4f})')
     jax_vq.append(vq.run())
     jax_other.append(snap.other_frac())
     if use_torch:
@@ -280,7 +324,7 @@ def main():
     return round(statistics.median(v), 2) if v else None
 
   out = {
-      'bench': 'vqvae_jax_train', 'batch': BATCH, 'hidden': HIDDEN, 'k': K, 'lr': LR,
+      'bench': 'vqvae_jax_train', 'batch': args.batch, 'hidden': HIDDEN, 'k': K, 'lr': LR,
       'rounds': args.rounds, 'steps_per_round': args.steps,
       'jax_imgs_per_s': {s: med(jax_rounds[s]) for s in shapes},
       'torch_imgs_per_s': {s: med(torch_rounds[s]) for s in shapes} if torch_rounds[shapes[0]]
@@ -295,13 +339,16 @@ def main():
     out['ratio'] = None
   out['compile_s'] = {s: round(trains[s].compile_s, 2) for s in shapes}
   device = jax.local_devices()[0]
-  peak = _peak(device)
+  peak, fp32_peak = _peak(device, args.precision), _peak(device, 'float32')
   out['device'] = f'{device.platform}: {device.device_kind}'
+  out['precision'] = args.precision
+  out['matmul_precision'] = matmul_precision
   out['step_gflops'] = {s: round(trains[s].flops / 1e9, 2) if trains[s].flops else None
                         for s in shapes}
-  out['fp32_peak_tflops'] = peak / 1e12 if peak else None
+  out['fp32_peak_tflops'] = fp32_peak / 1e12 if fp32_peak else None
+  out['peak_tflops'] = peak / 1e12 if peak else None
   out['peak_fraction'] = {
-      s: round(trains[s].flops * statistics.median(jax_rounds[s]) / BATCH / peak, 4)
+      s: round(trains[s].flops * statistics.median(jax_rounds[s]) / args.batch / peak, 4)
       if peak and trains[s].flops and jax_rounds[s] else None for s in shapes}
   out['vq_only_ms'] = {
       'jax': {k: med([v[k] for v in jax_vq]) for k in ('fwd_bwd', 'assign')},
@@ -312,7 +359,7 @@ def main():
   out['jax_imgs_per_s_rounds'] = {s: [round(v, 1) for v in jax_rounds[s]] for s in shapes}
   if torch_vq:
     out['torch_imgs_per_s_rounds'] = {s: [round(v, 1) for v in torch_rounds[s]] for s in shapes}
-  out['layer_impls'] = dict(layers.AUTO_IMPL)
+  out['layer_impls'] = layers.effective_impls(impls)
   out['xla_flags'] = os.environ.get('XLA_FLAGS', '')
   out['malloc_tuned'] = bool(MALLOC_TUNED)
   out['jax'] = jax.__version__

@@ -2,7 +2,8 @@
 
 Times forward + backward (vjp w.r.t. input and kernel, the input gradient
 skipped for the first encoder layer as in training) of every formulation at
-the VQ-VAE's batch-128 shapes. XLA flags come from the environment, e.g.
+the VQ-VAE's batch-128 shapes; `auto` marks the one impl='auto' picks on
+this backend (layers.auto_impls). XLA flags come from the environment, e.g.
 
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= python benchmarks/profile_layers.py
 """
@@ -22,14 +23,17 @@ from vqvae_jax import layers  # noqa: E402
 
 
 def layer_shapes(size, channels, hidden=256, batch=128):
-  """(name, impl table, kernel size, x shape, c_out, input grad needed)."""
+  """(name, impl table, auto kind, kernel size, x shape, c_out, input grad needed)."""
   q = size // 4
   return [
-      ('down_a', layers.DOWN_IMPLS, 4, (batch, size, size, channels), hidden, False),
-      ('down_b', layers.DOWN_IMPLS, 4, (batch, size // 2, size // 2, hidden), hidden, True),
-      ('conv3x3', layers.CONV3X3_IMPLS, 3, (batch, q, q, hidden), hidden, True),
-      ('up_a', layers.UP_IMPLS, 4, (batch, q, q, hidden), hidden, True),
-      ('up_b', layers.UP_IMPLS, 4, (batch, size // 2, size // 2, hidden), channels, True),
+      ('down_a', layers.DOWN_IMPLS, 'down_narrow', 4, (batch, size, size, channels), hidden,
+       False),
+      ('down_b', layers.DOWN_IMPLS, 'down', 4, (batch, size // 2, size // 2, hidden), hidden,
+       True),
+      ('conv3x3', layers.CONV3X3_IMPLS, 'conv3x3', 3, (batch, q, q, hidden), hidden, True),
+      ('up_a', layers.UP_IMPLS, 'up', 4, (batch, q, q, hidden), hidden, True),
+      ('up_b', layers.UP_IMPLS, 'up_narrow', 4, (batch, size // 2, size // 2, hidden), channels,
+       True),
   ]
 
 
@@ -59,7 +63,8 @@ def main():
   only = set(args.impls.split(',')) if args.impls else None
   key = jax.random.PRNGKey(0)
   print(f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r} shape={args.shape}', flush=True)
-  for name, table, ks, xs, co, need_dx in layer_shapes(size, channels):
+  auto = layers.auto_impls()
+  for name, table, kind, ks, xs, co, need_dx in layer_shapes(size, channels):
     if name not in want:
       continue
     k1, k2, k3 = jax.random.split(key, 3)
@@ -81,7 +86,8 @@ def main():
       fb = jax.jit(fwd_bwd)
       tf = time_fn(fwd, (x, kern, bias), args.reps)
       tfb = time_fn(fb, (x, kern, bias), args.reps)
-      print(f'{name:8s} {impl:15s} fwd {1e3 * tf[0]:7.1f} ms (cpu {1e3 * tf[1]:7.1f})   '
+      mark = 'auto' if impl == auto[kind] else ''
+      print(f'{name:8s} {impl:15s} {mark:4s} fwd {1e3 * tf[0]:7.1f} ms (cpu {1e3 * tf[1]:7.1f})   '
             f'fwd+bwd {1e3 * tfb[0]:7.1f} ms (cpu {1e3 * tfb[1]:7.1f})', flush=True)
 
 

@@ -45,6 +45,7 @@ def test_ema_update_matches_numpy_reference():
   assert np.all(np.isfinite(np.asarray(got[0])))
 
 
+@pytest.mark.two_devices
 def test_ema_update_psum_over_devices_equals_whole_batch():
   rng = np.random.default_rng(1)
   counts, sums = quantizer.ema_init(rng.normal(size=(6, 4)).astype(np.float32))
@@ -168,6 +169,7 @@ def _first(tree):
   return jax.device_get(jax.tree.map(lambda a: a[0], tree))
 
 
+@pytest.mark.two_devices
 @pytest.mark.parametrize('kind', KINDS)
 def test_replicas_hold_identical_codebooks(kind):
   assert jax.local_device_count() == 2
@@ -181,6 +183,7 @@ def test_replicas_hold_identical_codebooks(kind):
   assert not np.array_equal(host.params['codebook'][0], state.params['codebook'])
 
 
+@pytest.mark.two_devices
 def test_ema_pmap_two_devices_equals_one_device():
   state = _state('ema')
   batches = [_images(8, seed=s) for s in range(2)]
@@ -193,6 +196,7 @@ def test_ema_pmap_two_devices_equals_one_device():
   np.testing.assert_allclose(one.params['codebook'], two.params['codebook'], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.two_devices
 def test_ema_state_changes_only_in_training():
   state = _state('ema')
   rstate = replicate(state)
@@ -216,6 +220,7 @@ def test_ema_state_changes_only_in_training():
   assert not np.allclose(after.params['codebook'], state.params['codebook'])
 
 
+@pytest.mark.two_devices
 @pytest.mark.parametrize('kind', KINDS)
 def test_dead_code_is_restarted_and_then_used(kind):
   state = _state(kind)

@@ -5,7 +5,9 @@ w.r.t. input, kernel and bias, for a random upstream gradient. Tolerance
 1e-10 absolute on values of order 1-10 (the formulations only reorder sums,
 so float64 differences are ~1e-14). One float32 check per layer kind guards
 the float32 path (tolerance 1e-4 relative to the output scale).
-BatchNorm is checked against flax's nn.BatchNorm the same way.
+BatchNorm is checked against flax's nn.BatchNorm the same way. impl='auto'
+picks per backend; an override per layer kind changes the function used, not
+the parameters or (in float64) the model's outputs.
 """
 import functools
 
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vqvae_jax import layers
+from vqvae_jax import layers, models
 
 ATOL64 = 1e-10
 # (B, H, W, Ci, Co): odd sizes (7, 5), H != W, Ci != Co, 1 and 3 channels.
@@ -128,6 +130,81 @@ def test_unknown_impl_raises():
     layers.DownConv(3, impl='nope').init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)))
 
 
+def test_auto_impls_per_backend():
+  cpu = {'down': 's2d_conv', 'down_narrow': 's2d_conv', 'up': 'phase_conv',
+         'up_narrow': 'col2im', 'conv3x3': 'reference'}
+  assert layers.auto_impls('cpu') == cpu == dict(layers.CPU_IMPLS)
+  for backend in ('gpu', 'tpu'):
+    assert layers.auto_impls(backend) == {kind: 'reference' for kind in cpu}
+  assert layers.auto_impls() == layers.auto_impls(jax.default_backend())
+  with pytest.raises(TypeError):  # the tables are read-only
+    layers.CPU_IMPLS['up'] = 'sub2_conv'
+  layers.auto_impls('cpu')['up'] = 'sub2_conv'  # a copy: the table is unchanged
+  assert layers.CPU_IMPLS['up'] == 'phase_conv'
+
+
+@pytest.mark.parametrize('backend', ['cpu', 'gpu'])
+def test_choose_and_overrides(backend):
+  refs = {'down': layers.reference_down, 'up': layers.reference_up,
+          'conv3x3': layers.reference_conv3x3}
+  tables = {'down': layers.DOWN_IMPLS, 'up': layers.UP_IMPLS, 'conv3x3': layers.CONV3X3_IMPLS}
+  for kind, narrow in (('down', False), ('down', True), ('up', False), ('up', True),
+                       ('conv3x3', False)):
+    table = tables[kind]
+    auto = layers.choose(kind, narrow, backend=backend)
+    key = kind + ('_narrow' if narrow else '')
+    assert auto is table[layers.auto_impls(backend)[key]]
+    if backend != 'cpu':
+      assert auto is refs[kind]
+  over = (('up', 'sub2_conv'),)
+  assert layers.choose('up', False, overrides=over, backend=backend) is layers.up_sub2_conv
+  # Only the named kind changes; an explicit impl wins over the table.
+  assert layers.choose('up', True, overrides=over, backend=backend) is \
+      layers.choose('up', True, backend=backend)
+  assert layers.choose('up', False, 'col2im', over, backend) is layers.up_col2im
+  assert layers.effective_impls(over, backend)['up'] == 'sub2_conv'
+
+
+@pytest.mark.parametrize('impls', [{'upp': 'sub2_conv'}, {'up': 's2d_conv'},
+                                   {'conv3x3_narrow': 'matmul'}])
+def test_bad_overrides_raise(impls):
+  with pytest.raises(ValueError, match='unknown'):
+    layers.check_impls(impls)
+
+
+# Differs from both auto tables for every kind, so the override really changes the program.
+OVERRIDES = (('conv3x3', 'matmul'), ('down', 's2d_matmul'), ('down_narrow', 's2d_dotgrad'),
+             ('up', 'sub2_conv'), ('up_narrow', 'sub3_conv'))
+
+
+def test_model_override_same_params_and_outputs():
+  """hidden 20 > NARROW: both the wide and the narrow layers are exercised."""
+  with jax.enable_x64(True):
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 8, 12, 1)))
+    kw = dict(channels=1, hidden=20, k=6, dtype=jnp.float64)
+    base, over = models.VQVAE(**kw), models.VQVAE(**kw, impls=OVERRIDES)
+    v = jax.jit(base.init)(jax.random.key(0), x)
+    # Same names, shapes and dtypes (so the same initial values: they depend on those only).
+    shapes = [jax.eval_shape(m.init, jax.random.key(0), x) for m in (base, over)]
+    assert shapes[0] == shapes[1] == jax.eval_shape(lambda: v)
+
+    def forward(m, v, x):
+      out, upd = m.apply(v, x, train=True, mutable=['batch_stats'])
+      return out, upd, m.apply(v, out.indices, method=models.VQVAE.decode)
+
+    assert str(jax.make_jaxpr(functools.partial(forward, base))(v, x)) != \
+        str(jax.make_jaxpr(functools.partial(forward, over))(v, x))
+    ((out, upd, dec), (out_o, upd_o, dec_o)) = jax.jit(
+        lambda v, x: (forward(base, v, x), forward(over, v, x)))(v, x)
+    np.testing.assert_array_equal(np.asarray(out.indices), np.asarray(out_o.indices))
+    np.testing.assert_allclose(np.asarray(out.z_e), np.asarray(out_o.z_e), rtol=0, atol=ATOL64)
+    # z_e goes through float32 before quantisation, so the straight-through
+    # x_tilde may differ by float32 rounding; decoding the codes may not.
+    np.testing.assert_allclose(np.asarray(out.x_tilde), np.asarray(out_o.x_tilde), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(dec), np.asarray(dec_o), rtol=0, atol=ATOL64)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=ATOL64), upd, upd_o)
+
+
 @pytest.mark.parametrize('train', [True, False])
 def test_batchnorm_matches_flax(train):
   with jax.enable_x64(True):
@@ -155,12 +232,11 @@ def test_batchnorm_matches_flax(train):
                  (u1, g1), (u2, g2))
 
 
+@pytest.mark.two_devices
 def test_batchnorm_pmean_matches_flax():
   """Under pmap with axis_name (2 CPU devices from conftest), statistics and
   gradients agree with flax's synchronised BatchNorm."""
   n = jax.local_device_count()
-  if n < 2:
-    pytest.skip('needs 2 devices')
   x = jax.random.normal(jax.random.PRNGKey(0), (n, 3, 4, 4, 5)) * 2 + 1
   g = jnp.cos(x)
   kw = dict(use_running_average=False, momentum=0.9, epsilon=1e-5, axis_name='i')

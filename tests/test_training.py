@@ -51,6 +51,7 @@ def _pmap_steps(model, state, batches, devices):
   return jax.device_get(jax.tree.map(lambda x: x[0], rstate)), metrics
 
 
+@pytest.mark.two_devices
 def test_pmap_two_devices_equals_one_device_whole_batch():
   assert jax.local_device_count() == 2, 'conftest.py forces 2 CPU devices'
   model, state = _tiny_state()
@@ -199,6 +200,7 @@ def test_missing_data_folder_is_a_clear_error(tmp_path, capsys, monkeypatch):
   assert 'train-images-idx3-ubyte' in err
 
 
+@pytest.mark.two_devices
 def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path, capsys, monkeypatch):
   monkeypatch.setenv('VQVAE_CACHE_DIR', str(tmp_path / 'cache'))
   write_mnist_folder(str(tmp_path / 'd'), n_train=60, n_test=10)

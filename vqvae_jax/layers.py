@@ -15,9 +15,15 @@ Why: XLA:CPU runs some convolutions (above all the kernel gradient of a strided
 transposed convolution) through slow generic loops. The formulations below
 only use pads, slices, reshapes/transposes and matrix products (`dot_general`),
 whose forward and backward passes all map to XLA:CPU's fast matmul.
+
+Which formulation a layer uses: its `impl` field, by default 'auto', a pure
+function of jax.default_backend() (`auto_impls`: the rewrites on CPU, the
+references on GPU/TPU) that a model may override per layer kind
+(`overrides`, e.g. (('up', 'sub2_conv'),)) without changing any variable.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -315,17 +321,56 @@ CONV3X3_IMPLS = {
 }
 
 
-# Formulations picked by impl='auto': a layer whose input (DownConv) or output
-# (UpConv) has at most NARROW channels is an image-side layer and uses the
-# '*_narrow' entry. Benchmarks may change these before tracing.
+# Formulations picked by impl='auto', by backend. A layer whose input
+# (DownConv) or output (UpConv) has at most NARROW channels is an image-side
+# layer and uses the '*_narrow' entry. CPU: the rewrites measured fastest on
+# XLA:CPU (benchmarks/README.md). GPU/TPU: the plain lax convolutions, since
+# nothing was measured there. Callers override entries per module (the
+# `overrides` field below, `models.VQVAE.impls`), never by editing these.
 NARROW = 16
-AUTO_IMPL = {'down': 's2d_conv', 'down_narrow': 's2d_conv',
-             'up': 'phase_conv', 'up_narrow': 'col2im', 'conv3x3': 'reference'}
+CPU_IMPLS = MappingProxyType({'down': 's2d_conv', 'down_narrow': 's2d_conv', 'up': 'phase_conv',
+                              'up_narrow': 'col2im', 'conv3x3': 'reference'})
+ACCELERATOR_IMPLS = MappingProxyType({kind: 'reference' for kind in CPU_IMPLS})
+KINDS = tuple(CPU_IMPLS)
+_TABLES = MappingProxyType({'down': DOWN_IMPLS, 'up': UP_IMPLS, 'conv3x3': CONV3X3_IMPLS})
 
 
-def _pick(impl, table, kind, narrow):
+def auto_impls(backend: Optional[str] = None) -> dict:
+  """Formulation names impl='auto' uses on `backend` (default
+  jax.default_backend()): {kind: name} for every kind in KINDS; CPU_IMPLS on
+  'cpu', ACCELERATOR_IMPLS on anything else."""
+  backend = jax.default_backend() if backend is None else backend
+  return dict(CPU_IMPLS if backend == 'cpu' else ACCELERATOR_IMPLS)
+
+
+def check_impls(impls) -> tuple:
+  """Validates per-kind overrides (a dict or (kind, name) pairs, e.g.
+  {'up': 'sub2_conv'}) and returns them as sorted pairs, a hashable value
+  for module fields. Raises ValueError for an unknown kind or name."""
+  pairs = tuple(sorted(dict(impls).items()))
+  for kind, name in pairs:
+    if kind not in KINDS:
+      raise ValueError(f'unknown layer kind {kind!r}; one of {list(KINDS)}')
+    table = _TABLES[kind.replace('_narrow', '')]
+    if name not in table:
+      raise ValueError(f'unknown {kind} formulation {name!r}; one of {sorted(table)}')
+  return pairs
+
+
+def effective_impls(impls=(), backend: Optional[str] = None) -> dict:
+  """{kind: name} that impl='auto' layers with these overrides use on `backend`."""
+  return {**auto_impls(backend), **dict(check_impls(impls))}
+
+
+def choose(kind: str, narrow: bool = False, impl: str = 'auto', overrides=(),
+           backend: Optional[str] = None):
+  """The function (x, kernel, bias) -> y for a layer of `kind` ('down', 'up'
+  or 'conv3x3'): `impl` by name, or for impl='auto' the entry of
+  effective_impls(overrides, backend) for kind (+ '_narrow' if narrow)."""
+  table = _TABLES[kind]
   if impl == 'auto':
-    impl = AUTO_IMPL[kind + ('_narrow' if narrow else '')]
+    key = kind + ('_narrow' if narrow and kind + '_narrow' in KINDS else '')
+    impl = effective_impls(overrides, backend)[key]
   if impl not in table:
     raise ValueError(f'unknown {kind} formulation {impl!r}; one of {sorted(table)}')
   return table[impl]
@@ -341,35 +386,46 @@ def _kernel_and_bias(module, size, x, features):
 
 
 class DownConv(nn.Module):
-  """4x4 stride-2 convolution, padding 1: [B, H, W, Ci] -> [B, H/2, W/2, features]."""
+  """4x4 stride-2 convolution, padding 1: [B, H, W, Ci] -> [B, H/2, W/2, features].
+
+  impl: a DOWN_IMPLS name, or 'auto' (see `choose`); overrides: (kind, name)
+  pairs replacing entries of the auto table (see `check_impls`). Neither
+  changes the variables: kernel [4, 4, Ci, features], bias [features]."""
   features: int
   impl: str = 'auto'
+  overrides: tuple = ()
 
   @nn.compact
   def __call__(self, x):
-    f = _pick(self.impl, DOWN_IMPLS, 'down', x.shape[-1] <= NARROW)
+    f = choose('down', x.shape[-1] <= NARROW, self.impl, self.overrides)
     return f(x, *_kernel_and_bias(self, 4, x, self.features))
 
 
 class UpConv(nn.Module):
-  """4x4 stride-2 transposed convolution, padding 1: [B, H, W, Ci] -> [B, 2H, 2W, features]."""
+  """4x4 stride-2 transposed convolution, padding 1: [B, H, W, Ci] -> [B, 2H, 2W, features].
+
+  impl and overrides as in DownConv (UP_IMPLS names)."""
   features: int
   impl: str = 'auto'
+  overrides: tuple = ()
 
   @nn.compact
   def __call__(self, x):
-    f = _pick(self.impl, UP_IMPLS, 'up', self.features <= NARROW)
+    f = choose('up', self.features <= NARROW, self.impl, self.overrides)
     return f(x, *_kernel_and_bias(self, 4, x, self.features))
 
 
 class Conv3x3(nn.Module):
-  """3x3 stride-1 convolution, padding 1 (nn.Conv(features, (3, 3), padding=1))."""
+  """3x3 stride-1 convolution, padding 1 (nn.Conv(features, (3, 3), padding=1)).
+
+  impl and overrides as in DownConv (CONV3X3_IMPLS names)."""
   features: int
   impl: str = 'auto'
+  overrides: tuple = ()
 
   @nn.compact
   def __call__(self, x):
-    f = _pick(self.impl, CONV3X3_IMPLS, 'conv3x3', False)
+    f = choose('conv3x3', False, self.impl, self.overrides)
     return f(x, *_kernel_and_bias(self, 3, x, self.features))
 
 

@@ -8,6 +8,8 @@ Convolutions are Xavier-uniform with zero bias; the codebook is U(-1/K, 1/K).
 Images are [B, H, W, C] in [-1, 1], H and W divisible by 4, C = 1 or 3; the code
 grid is [B, H/4, W/4]. BatchNorm uses batch statistics (synchronised over
 `axis_name` under pmap) only when `train=True`, running averages otherwise.
+`impls` ((kind, name) pairs, see layers.check_impls) overrides the per-backend
+choice of convolution formulation; it never changes the parameters.
 """
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ import jax.numpy as jnp
 from vqvae_jax import layers
 from vqvae_jax.errors import UserError
 from vqvae_jax.quantizer import vq, vq_st
-
-_xavier = nn.initializers.xavier_uniform()
 
 
 def _bn(train, axis_name, dtype):
@@ -35,15 +35,16 @@ class ResBlock(nn.Module):
   """x [B, h, w, C] -> x + BN(Conv1x1(ReLU(BN(Conv3x3(ReLU(x)))))), same shape."""
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  impls: tuple = ()
 
   @nn.compact
   def __call__(self, x, train: bool):
     dim = x.shape[-1]
-    h = nn.relu(x)
-    h = nn.Conv(dim, (3, 3), padding=1, kernel_init=_xavier, dtype=self.dtype)(h)
+    h = nn.relu(x).astype(self.dtype)
+    # Both named as the nn.Conv layers they replace, so checkpoints keep their layout.
+    h = layers.Conv3x3(dim, overrides=self.impls, name='Conv_0')(h)
     h = _bn(train, self.axis_name, self.dtype)(h)
     h = nn.relu(h)
-    # A matmul; named as the nn.Conv it replaces, so checkpoints keep their layout.
     h = layers.Conv1x1(dim, name='Conv_1')(h)
     h = _bn(train, self.axis_name, self.dtype)(h)
     return x + h
@@ -54,16 +55,17 @@ class Encoder(nn.Module):
   hidden: int
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  impls: tuple = ()
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = x.astype(self.dtype)
-    x = layers.DownConv(self.hidden)(x)
+    x = layers.DownConv(self.hidden, overrides=self.impls)(x)
     x = _bn(train, self.axis_name, self.dtype)(x)
     x = nn.relu(x)
-    x = layers.DownConv(self.hidden)(x)
-    x = ResBlock(self.axis_name, self.dtype)(x, train)
-    return ResBlock(self.axis_name, self.dtype)(x, train)
+    x = layers.DownConv(self.hidden, overrides=self.impls)(x)
+    x = ResBlock(self.axis_name, self.dtype, self.impls)(x, train)
+    return ResBlock(self.axis_name, self.dtype, self.impls)(x, train)
 
 
 class Decoder(nn.Module):
@@ -72,17 +74,18 @@ class Decoder(nn.Module):
   channels: int
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  impls: tuple = ()
 
   @nn.compact
   def __call__(self, z, train: bool):
     z = z.astype(self.dtype)
-    z = ResBlock(self.axis_name, self.dtype)(z, train)
-    z = ResBlock(self.axis_name, self.dtype)(z, train)
+    z = ResBlock(self.axis_name, self.dtype, self.impls)(z, train)
+    z = ResBlock(self.axis_name, self.dtype, self.impls)(z, train)
     z = nn.relu(z)
-    z = layers.UpConv(self.hidden)(z)
+    z = layers.UpConv(self.hidden, overrides=self.impls)(z)
     z = _bn(train, self.axis_name, self.dtype)(z)
     z = nn.relu(z)
-    z = layers.UpConv(self.channels)(z)
+    z = layers.UpConv(self.channels, overrides=self.impls)(z)
     return jnp.tanh(z.astype(jnp.float32))
 
 
@@ -99,16 +102,20 @@ class VQVAE(nn.Module):
 
   Example: channels=1, hidden=256, k=512 on x [128, 28, 28, 1] gives
   z_e [128, 7, 7, 256], indices [128, 7, 7], x_tilde [128, 28, 28, 1].
+  `impls=(('up', 'sub2_conv'),)` computes the same function with another
+  formulation of the wide UpConv (layers.check_impls lists the kinds).
   """
   channels: int = 1
   hidden: int = 256
   k: int = 512
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  impls: tuple = ()
 
   def setup(self):
-    self.encoder = Encoder(self.hidden, self.axis_name, self.dtype)
-    self.decoder = Decoder(self.hidden, self.channels, self.axis_name, self.dtype)
+    impls = layers.check_impls(self.impls)
+    self.encoder = Encoder(self.hidden, self.axis_name, self.dtype, impls)
+    self.decoder = Decoder(self.hidden, self.channels, self.axis_name, self.dtype, impls)
     bound = 1.0 / self.k
     self.codebook = self.param(
         'codebook', lambda key, shape: nn.initializers.uniform(2 * bound)(key, shape) - bound,
