@@ -80,15 +80,16 @@ def _integral_pchip(log_r, p, lo, hi) -> float:
 _INTEGRALS = {'cubic': _integral_cubic, 'pchip': _integral_pchip}
 
 
-def bd_rate_reason(rate_a, psnr_a, rate_b, psnr_b) -> str | None:
-  """Why `bd_rate` of these curves is None, or None when it is defined."""
-  for name, (r, p) in (('anchor', _curve(rate_a, psnr_a)), ('test', _curve(rate_b, psnr_b))):
+def bd_rate_reason(rate_a, psnr_a, rate_b, psnr_b, names=('anchor', 'test')) -> str | None:
+  """Why `bd_rate` of these curves is None, or None when it is defined;
+  `names` of the two curves for the message."""
+  for name, (r, p) in zip(names, (_curve(rate_a, psnr_a), _curve(rate_b, psnr_b))):
     if len(np.unique(p)) < MIN_POINTS:
       return (f'the {name} curve has {len(np.unique(p))} distinct PSNR values; BD-rate '
               f'needs at least {MIN_POINTS}')
   if overlap(psnr_a, psnr_b) is None:
-    return ('the PSNR ranges do not overlap: anchor '
-            f'{np.min(psnr_a):.2f}-{np.max(psnr_a):.2f} dB, test '
+    return (f'the PSNR ranges do not overlap: {names[0]} '
+            f'{np.min(psnr_a):.2f}-{np.max(psnr_a):.2f} dB, {names[1]} '
             f'{np.min(psnr_b):.2f}-{np.max(psnr_b):.2f} dB')
   return None
 
