@@ -101,6 +101,7 @@ def default_label(point: Point, image_size: int) -> str:
 
 
 def _run_chunks(fn, items, chunk: int) -> list:
+  """fn over items [N, ...] in chunks of `chunk`, its per-item results concatenated."""
   return [r for i in range(0, len(items), chunk) for r in fn(items[i:i + chunk])]
 
 
@@ -248,6 +249,7 @@ def reference_images(dataset, points, image_size, num_images) -> np.ndarray:
 
 
 def _labels(points, labels, image_size):
+  """Sets each point's label: --label, else `default_label`; repeats get the folder name."""
   if labels and len(labels) != len(points):
     raise UserError(f'{len(labels)} --label for {len(points)} --prior: give one per --prior')
   names = labels or [default_label(p, image_size) for p in points]
