@@ -99,8 +99,10 @@ def table(folder: str) -> str:
   split = {r['split'] for _, r, _ in runs}
   lines.append('')
   prior_steps = sorted({str(r['prior']['step']) for _, r, _ in runs if r.get('prior')})
+  sizes = ', '.join(sorted({f'{r["n"]} {r.get("config", {}).get("dataset") or "images"}'
+                            for _, r, _ in runs}))
   lines.append(f'Measured on the {"/".join(sorted(split))} split '
-               f'({runs[0][1]["n"]} images) by `python -m vqvae_jax evaluate`'
+               f'({sizes}) by `python -m vqvae_jax evaluate`'
                + (f'; priors trained for {"/".join(prior_steps)} steps.' if prior_steps else '.'))
   return '\n'.join(lines)
 
