@@ -119,3 +119,49 @@ def test_sweeps_cover_the_quality_range():
   assert all(s['qualities'][0] <= 1 and s['qualities'][-1] == 100 for s in gray)
   rgb = {(s['family'], s['variant']) for s in rd_codecs.sweeps(3)}
   assert ('avif', 'half 4:4:4') in rgb and ('jpeg', 'full 4:4:4') in rgb
+
+
+@pytest.fixture(scope='module')
+def tiny_point():
+  """An untrained 1-channel codec (hidden 8, K 16, 3 classes) for 8x8 images."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import integer_prior  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.models import VQVAE  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.prior import GatedPixelCNN  # pylint: disable=g-import-not-at-top
+  model = VQVAE(channels=1, hidden=8, k=16)
+  variables = model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32))
+  prior = GatedPixelCNN(num_codes=16, num_classes=3, hidden=8, num_layers=2, head_hidden=16)
+  params = prior.init(jax.random.key(1), np.zeros((1, 2, 2), np.int32),
+                      np.zeros((1,), np.int32))['params']
+  rng = np.random.default_rng(0)
+  coder = integer_prior.quantize(prior, params, rng.integers(0, 16, (16, 2, 2)),
+                                 rng.integers(0, 3, 16))
+  codec = compression.make_codec(model, variables, ('a', 'b', 'c'), prior, params, coder)
+  config = ml_collections.ConfigDict({'image_size': 8, 'hidden_size': 8})
+  return rate_distortion.Point('prior-dir', 'model-dir', codec, config, 'tiny')
+
+
+def _resized(image, side):
+  """[H, W, 1] uint8 -> [side, side, 1], bicubic (Pillow), unchanged at its size."""
+  if image.shape[0] == side:
+    return image
+  im = Image.fromarray(image[..., 0]).resize((side, side), Image.Resampling.BICUBIC)
+  return np.asarray(im)[..., None]
+
+
+@pytest.mark.parametrize('side', [8, 12])  # 12: the 8x8 model on resized images
+def test_measure_point_counts_whole_files_and_decoded_images(tiny_point, side):
+  rng = np.random.default_rng(side)
+  images = rng.integers(0, 256, (5, side, side, 1), dtype=np.uint8)
+  got = rate_distortion.measure_point(tiny_point, images, chunk=2)
+  inputs = [_resized(x, 8) for x in images]
+  files = [compression.compress(tiny_point.codec, x).data for x in inputs]
+  decoded = [_resized(compression.decompress(tiny_point.codec, f), side) for f in files]
+  assert got['bytes'] == np.mean([len(f) for f in files])
+  assert got['bpp'] == pytest.approx(8 * np.mean([len(f) for f in files]) / side ** 2)
+  assert got['psnr'] == pytest.approx(np.mean([compression.psnr(a, b)
+                                               for a, b in zip(images, decoded)]))
+  assert got['header_bytes'] + got['payload_bytes'] == pytest.approx(got['bytes'])
+  assert got['decode_mismatches'] == 0 and got['resampled'] == (side != 8)
+  assert got['grid'] == [2, 2] and sum(got['label_histogram']) == 5
