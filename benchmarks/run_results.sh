@@ -13,10 +13,17 @@
 #
 #     bash benchmarks/run_results.sh                   # both data sets
 #     bash benchmarks/run_results.sh fashion-mnist     # one
+#
+# Environment: ROOT (runs), OUT (JSON and PNGs), PRETRAINED (where `export`
+# writes; empty: no export), VQ_STEPS / PRIOR_STEPS (--max-steps overrides of
+# the :cpu configs; empty: the configs' own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-runs/results}
-OUT=benchmarks/results/cpu-recipes
+OUT=${OUT:-benchmarks/results/cpu-recipes}
+PRETRAINED=${PRETRAINED-pretrained}
+VQ_STEPS=${VQ_STEPS:-}
+PRIOR_STEPS=${PRIOR_STEPS:-}
 mkdir -p "$ROOT" "$OUT"
 
 config_of() { case $1 in fashion-mnist) echo fashion_mnist ;; atari-boxing) echo atari_boxing ;; esac; }
@@ -26,15 +33,18 @@ run() {  # data set
   local d=$1 cfg
   cfg=$(config_of "$d")
   python3 benchmarks/timed.py "$ROOT/$d.vq.time.json" -- \
-    python3 train_vqvae.py --config "configs/$cfg.py:cpu" --output-folder "$ROOT/$d" --no-progress
+    python3 train_vqvae.py --config "configs/$cfg.py:cpu" --output-folder "$ROOT/$d" --no-progress \
+      ${VQ_STEPS:+--max-steps "$VQ_STEPS"}
   python3 benchmarks/timed.py "$ROOT/$d.prior.time.json" -- \
     python3 train_prior.py --config "configs/prior.py:$(prior_of "$d")" --model "$ROOT/$d" \
-      --output-folder "$ROOT/$d-prior" --no-progress
+      --output-folder "$ROOT/$d-prior" --no-progress ${PRIOR_STEPS:+--max-steps "$PRIOR_STEPS"}
   python3 -m vqvae_jax evaluate --model "$ROOT/$d" --prior "$ROOT/$d-prior" --split test \
     -o "$OUT/$d.eval.json" --recon-grid "$OUT/$d-recon.png"
   python3 -m vqvae_jax sample --prior "$ROOT/$d-prior" -o "$OUT/$d-samples.png" --no-consistency \
     --per-class "$( [ "$d" = atari-boxing ] && echo 16 || echo 8 )"
-  python3 -m vqvae_jax export --model "$ROOT/$d" --prior "$ROOT/$d-prior" -o "pretrained/$d"
+  if [ -n "$PRETRAINED" ]; then
+    python3 -m vqvae_jax export --model "$ROOT/$d" --prior "$ROOT/$d-prior" -o "$PRETRAINED/$d"
+  fi
   python3 - "$ROOT/$d" "$OUT/$d.train.json" <<'PY'
 import json, sys
 root, out = sys.argv[1:]
