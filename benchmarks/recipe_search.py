@@ -38,6 +38,7 @@ RECIPES = {
     'linear-decay': {'lr_schedule': 'linear'},
     'batch32': {'batch_size': 32},
     'batch64': {'batch_size': 64},
+    'batch128': {'batch_size': 128},
     'hidden256': {'hidden_size': 256},
     'beta0.25': {'beta': 0.25},
     'ema-decay0.95': {'ema_decay': 0.95},
@@ -97,7 +98,8 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder) -
           'wall_s': round(wall, 1), 'resumed_from_step': latest,
           'eval_step': result['step'], 'test_psnr': result['psnr'], 'test_ssim': result['ssim'],
           'codes_used': result['codes_used'], 'k': result['k'], 'usage': result['usage'],
-          'perplexity': result['perplexity'], 'hardware': _hardware(), 'output': workdir}
+          'perplexity': result['perplexity'], 'hardware': _hardware(), 'output': workdir,
+          'date': time.strftime('%Y-%m-%d')}
 
 
 def _latest_step(workdir):
@@ -113,14 +115,16 @@ def _append(path: str, row: dict) -> None:
 
 
 def table(rows) -> str:
-  """Markdown: recipe, steps, wall time, test PSNR, codes used (one row per result)."""
-  lines = ['| recipe | steps | wall time | test PSNR (dB) | codes used |',
-           '| --- | --- | --- | --- | --- |']
+  """Markdown: recipe, steps, batch, images seen, wall time, test PSNR, codes used,
+  hardware (one row per result, in the order measured)."""
+  lines = ['| recipe | steps | batch | images seen | wall time | test PSNR (dB) | codes used '
+           '| hardware |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
   for r in rows:
     wall = f'{r["wall_s"] / 60:.1f} min' + (' (resumed)' if r.get('resumed_from_step') else '')
     lines.append(f'| {r["recipe"]} ({", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or BASE}) '
-                 f'| {r["steps"]} | {wall} | {r["test_psnr"]:.2f} | '
-                 f'{r["codes_used"]} / {r["k"]} |')
+                 f'| {r["steps"]} | {r["batch_size"]} | {r["steps"] * r["batch_size"]:,} | {wall} '
+                 f'| {r["test_psnr"]:.2f} | {r["codes_used"]} / {r["k"]} | {r.get("hardware", "")}'
+                 f'{", " + r["date"] if r.get("date") else ""} |')
   return '\n'.join(lines)
 
 
@@ -137,12 +141,18 @@ def main(argv=None):
                                                    'recipes.jsonl'))
   p.add_argument('--data-folder', default=None)
   p.add_argument('--table', action='store_true', help='print the table of --results and exit')
+  p.add_argument('--update', default=None, metavar='README',
+                 help="with --table: write it between README's <!-- table:recipes --> markers")
   args = p.parse_args(argv)
   cli_common.tune_malloc()
   cli_common.set_xla_flags()
   from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
   if args.table:
-    print(table(fileio.read_jsonl(args.results)))
+    text = table(fileio.read_jsonl(args.results))
+    print(text)
+    if args.update:
+      import results_table  # pylint: disable=g-import-not-at-top
+      results_table.update(args.update, 'recipes', text)
     return
   if not args.steps or args.steps < 1:
     raise SystemExit('error: --steps N (a positive step budget) is required')
