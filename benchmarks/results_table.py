@@ -33,6 +33,8 @@ def describe(config: dict) -> str:
   if config.get('lr_schedule', 'constant') != 'constant':
     text += f', {config["lr_schedule"]} lr {config.get("lr")}'
   text = f'{text}; hidden {config.get("hidden_size")}, K {config.get("k")}'
+  if config.get('batch_size'):
+    text += f', batch {config["batch_size"]}'
   return f'{config["dataset"]}: {text}' if config.get('dataset') else text
 
 

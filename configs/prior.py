@@ -19,7 +19,7 @@ Variants:
 """
 import ml_collections
 
-CPU_MAX_STEPS = 800  # the 60-min two-stage budget; pretrained/fashion-mnist-prior: 1200
+CPU_MAX_STEPS = 600  # the 60-min two-stage budget; pretrained/fashion-mnist-prior: 1200
 CPU_LR = 1e-3
 CPU_WARMUP_STEPS = 100
 CPU_FINAL_LR_FRACTION = 0.05
