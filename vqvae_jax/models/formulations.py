@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+_DN = ('NHWC', 'HWIO', 'NHWC')
 
 
 # ----------------------------------------------------------------------------
