@@ -10,7 +10,8 @@ Rerunning the same command resumes from the latest checkpoint.
 import argparse
 import sys
 
-from vqvae_jax import cli_common, distributed
+from vqvae_jax import distributed
+from vqvae_jax.cli import flags
 from vqvae_jax.errors import UserError, cli
 
 
@@ -29,16 +30,19 @@ def main(argv=None):
   p.add_argument('--num-epochs', type=int, default=None)
   p.add_argument('--lr', type=float, default=None)
   p.add_argument('--num-workers', type=int, default=None, help='accepted for compatibility; unused')
-  cli_common.add_common_flags(p)
+  flags.add_common_flags(p)
   args = p.parse_args(argv)
-  cli_common.setup_runtime(args)
+  flags.setup_runtime(args)
 
-  config = cli_common.build_config(args, 'prior', {
+  config = flags.build_config(args, 'prior', {
       'model': args.model, 'data_folder': args.data_folder,
       'hidden_size_prior': args.hidden_size_prior, 'num_layers': args.num_layers,
       'batch_size': args.batch_size, 'num_epochs': args.num_epochs, 'lr': args.lr})
-  from vqvae_jax import data, prior_training, training  # pylint: disable=g-import-not-at-top
-  _, _, vq_meta = training.restore_vqvae(config.model)
+  # Only now (setup_runtime has set XLA flags and malloc): these import JAX.
+  from vqvae_jax import data, runs  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.train import prior as prior_training  # pylint: disable=g-import-not-at-top
+  vqvae = runs.restore_vqvae(config.model)
+  vq_meta = vqvae[2]
   vq = vq_meta['config']
   checks = [('dataset', data.canonical_name(args.dataset) if args.dataset else None,
              vq['dataset']), ('k', args.k, vq['k']), ('hidden-size-vae', args.hidden_size_vae,
@@ -46,7 +50,7 @@ def main(argv=None):
   for flag, given, saved in checks:
     if given is not None and given != saved:
       raise UserError(f'--{flag} {given} does not match the VQ-VAE in {config.model} ({saved})')
-  result = prior_training.train_prior(config, args.output_folder)
+  result = prior_training.train_prior(config, args.output_folder, vqvae=vqvae)
   test = result['test']
   if distributed.is_main_process():
     print(f'done: step {result["step"]}; test NLL {test["bits_per_code"]:.3f} bits/code, '

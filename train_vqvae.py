@@ -8,7 +8,8 @@ Rerunning the same command resumes from the latest checkpoint in --output-folder
 import argparse
 import sys
 
-from vqvae_jax import cli_common, distributed
+from vqvae_jax import distributed
+from vqvae_jax.cli import flags
 from vqvae_jax.errors import cli
 
 
@@ -31,19 +32,20 @@ def run(argv=None) -> dict:
                  help='restart a code unused for this many steps (0: never)')
   p.add_argument('--codebook-init', choices=('uniform', 'data', 'kmeans'), default=None)
   p.add_argument('--num-workers', type=int, default=None, help='accepted for compatibility; unused')
-  cli_common.add_common_flags(p)
+  flags.add_common_flags(p)
   args = p.parse_args(argv)
-  cli_common.setup_runtime(args)
+  flags.setup_runtime(args)
 
+  # Only now (setup_runtime has set XLA flags and malloc): these import JAX.
   from vqvae_jax.data import canonical_name  # pylint: disable=g-import-not-at-top
   dataset = canonical_name(args.dataset) if args.dataset else None
-  config = cli_common.build_config(args, dataset or 'fashion-mnist', {
+  config = flags.build_config(args, dataset or 'fashion-mnist', {
       'data_folder': args.data_folder, 'dataset': dataset, 'hidden_size': args.hidden_size,
       'k': args.k, 'batch_size': args.batch_size, 'num_epochs': args.num_epochs,
       'lr': args.lr, 'beta': args.beta, 'codebook': args.codebook,
       'restart_after': args.restart_after, 'codebook_init': args.codebook_init})
-  from vqvae_jax import training  # pylint: disable=g-import-not-at-top
-  result = training.train_vqvae(config, args.output_folder)
+  from vqvae_jax.train import vqvae as vqvae_training  # pylint: disable=g-import-not-at-top
+  result = vqvae_training.train_vqvae(config, args.output_folder)
   result['output_folder'] = args.output_folder
   return result
 

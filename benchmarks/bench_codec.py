@@ -3,11 +3,11 @@
 Prints ONE JSON line on stdout (progress on stderr):
 
   compress_imgs_per_s     PNG files -> .vqz files through the `compress`
-      command's code (codec_cli.compress: read, VQ-VAE encode, label choice
+      command's code (codec_commands.compress: read, VQ-VAE encode, label choice
       from one all-label pass of the integer prior, range coding, write),
       timed after the models are loaded and compiled (one warm-up batch), so
       process start-up and model loading are excluded.
-  decompress_imgs_per_s   .vqz -> PNG files the same way (codec_cli.decompress).
+  decompress_imgs_per_s   .vqz -> PNG files the same way (codec_commands.decompress).
   bits_per_pixel, psnr_db whole files (headers included) and the mean PSNR.
   exact                   every decoded code grid equals the encoder's.
   other_procs_cpu_frac    other processes' share of the machine (> 0.05: loaded).
@@ -23,7 +23,7 @@ import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
-from vqvae_jax.cli_common import tune_malloc  # noqa: E402  (as the entry points do)
+from vqvae_jax.cli.flags import tune_malloc  # noqa: E402  (as the entry points do)
 MALLOC_TUNED = tune_malloc()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -40,7 +40,8 @@ from PIL import Image  # noqa: E402
 
 from benchmarks.common import prior_split_images  # noqa: E402
 from benchmarks.machine import CpuSnap, runtime_info  # noqa: E402
-from vqvae_jax import codec_cli, compression  # noqa: E402
+from vqvae_jax.cli import codec_commands  # noqa: E402
+from vqvae_jax.codec import compression  # noqa: E402
 
 
 def log(*a):
@@ -77,18 +78,18 @@ def main():
           os.path.join(src, f'{i:05d}.png'))
     warm = sorted(glob.glob(os.path.join(src, '*.png')))[:compression.BATCH]
     log('warm-up (compile)')
-    _quiet(codec_cli.compress, _args(images=warm, prior=args.prior, output=vqz))
-    _quiet(codec_cli.decompress, _args(files=sorted(glob.glob(os.path.join(vqz, '*.vqz'))),
+    _quiet(codec_commands.compress, _args(images=warm, prior=args.prior, output=vqz))
+    _quiet(codec_commands.decompress, _args(files=sorted(glob.glob(os.path.join(vqz, '*.vqz'))),
                                        prior=args.prior, output=out))
     snap = CpuSnap()
     log(f'compress {len(images)} images')
     t = time.perf_counter()
-    _quiet(codec_cli.compress, _args(images=[src], prior=args.prior, output=vqz))
+    _quiet(codec_commands.compress, _args(images=[src], prior=args.prior, output=vqz))
     t_enc = time.perf_counter() - t
     files = sorted(glob.glob(os.path.join(vqz, '*.vqz')))
     log(f'decompress {len(files)} files')
     t = time.perf_counter()
-    _quiet(codec_cli.decompress, _args(files=files, prior=args.prior, output=out,
+    _quiet(codec_commands.decompress, _args(files=files, prior=args.prior, output=out,
                                        save_codes=True))
     t_dec = time.perf_counter() - t
     other = snap.other_frac()

@@ -33,7 +33,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
 # JAX picks the device (`backend` in the JSON). Host malloc tuned as in the
 # training scripts, before JAX's threads start (--stock-malloc: leave it).
-from vqvae_jax.cli_common import tune_malloc  # noqa: E402
+from vqvae_jax.cli.flags import tune_malloc  # noqa: E402
 MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and tune_malloc()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -49,8 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vqvae_jax import prior as prior_lib  # noqa: E402
-from vqvae_jax import sampling  # noqa: E402
+from vqvae_jax.models import prior as prior_lib, sampling  # noqa: E402
 from benchmarks.machine import cpu_info  # noqa: E402
 
 GRIDS = 64

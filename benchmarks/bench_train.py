@@ -5,7 +5,7 @@ Prints ONE JSON line on stdout (progress on stderr):
   jax_imgs_per_s / torch_imgs_per_s   train images/s at batch 128, hidden 256,
       K 512, Adam 2e-4 for 28x28x1 and 32x32x3 inputs: one full step (forward,
       reconstruction + codebook + commitment losses, backward, Adam update).
-      JAX runs vqvae_jax.training.train_step, pmap'd over one device exactly
+      JAX runs vqvae_jax.train.vqvae.train_step, pmap'd over one device exactly
       as the training loop does (state donated); PyTorch runs
       /work/shared/bench/bench_torch.py --quick --only vqvae,vq in a
       subprocess. Each figure is the median over rounds of per-round medians.
@@ -45,7 +45,7 @@ The PyTorch side needs a venv with torch (see benchmarks/README.md):
 XLA flags (set here, before jax is imported, unless XLA_FLAGS already names
 them): --xla_cpu_experimental_ynn_fusion_type= (YNN fusions off: its
 convolutions and dots are slower than the default Eigen path on this model).
-Host malloc is tuned as in the training scripts (cli_common.tune_malloc:
+Host malloc is tuned as in the training scripts (vqvae_jax.cli.flags.tune_malloc:
 freed memory is reused, not page-faulted in again every step) unless
 --stock-malloc; the JSON says which (`malloc_tuned`).
 """
@@ -72,7 +72,7 @@ def _set_xla_flags():
 _set_xla_flags()  # JAX picks the device: the same script runs on a GPU unchanged
 sys.path.insert(0, _ROOT)
 # As the project's entry points do (cli_common.setup_runtime), before JAX's threads start.
-from vqvae_jax.cli_common import tune_malloc  # noqa: E402
+from vqvae_jax.cli.flags import tune_malloc  # noqa: E402
 MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and tune_malloc()
 
 import argparse  # noqa: E402
@@ -89,8 +89,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vqvae_jax import layers, models, quantizer, training  # noqa: E402
-from vqvae_jax.loop import AXIS, replicate  # noqa: E402
+from vqvae_jax import states
+from vqvae_jax.models import layers, quantizer, vqvae  # noqa: E402
+from vqvae_jax.train import vqvae as vqvae_training  # noqa: E402
+from vqvae_jax.train.loop import AXIS, replicate  # noqa: E402
 
 BATCH = 128
 HIDDEN = 256
@@ -111,20 +113,20 @@ def log(*a):
 class JaxTrain:
   """The project's train step for one input shape, compiled once.
 
-  impls: layer formulation overrides ((kind, name) pairs, models.VQVAE.impls);
+  impls: layer formulation overrides ((kind, name) pairs, vqvae.VQVAE.impls);
   dtype: the model's compute dtype; batch: images per step."""
 
   def __init__(self, size, channels, impls=(), dtype=jnp.float32, batch=BATCH, seed=0):
-    self.model = models.VQVAE(channels=channels, hidden=HIDDEN, k=K, axis_name=AXIS,
+    self.model = vqvae.VQVAE(channels=channels, hidden=HIDDEN, k=K, axis_name=AXIS,
                               dtype=dtype, impls=impls)
-    state = training.create_train_state(jax.random.key(seed), self.model,
+    state = states.create_train_state(jax.random.key(seed), self.model,
                                         (size, size, channels), LR)
     self.state = replicate(state, jax.local_devices()[:1])
     rng = np.random.default_rng(seed)
     self.images = jax.device_put(
         rng.integers(0, 256, (1, batch, size, size, channels), dtype=np.uint8))
     self.labels = jax.device_put(np.zeros((1, batch), np.int32))
-    step = jax.pmap(functools.partial(training.train_step, model=self.model, beta=BETA),
+    step = jax.pmap(functools.partial(vqvae_training.train_step, model=self.model, beta=BETA),
                     axis_name=AXIS, donate_argnums=(0,), devices=jax.local_devices()[:1])
     t0 = time.perf_counter()
     self.step = step.lower(self.state, self.images, self.labels).compile()
@@ -255,7 +257,7 @@ def _parse_args():
   ap.add_argument('--stock-xla', action='store_true',
                   help="do not set this script's XLA flags (for comparison)")
   ap.add_argument('--stock-malloc', action='store_true',
-                  help='leave glibc malloc as it is (see cli_common.tune_malloc)')
+                  help='leave glibc malloc as it is (see vqvae_jax.cli.flags.tune_malloc)')
   args = ap.parse_args()
   shapes = [s for s in args.shapes.split(',') if s]
   for s in shapes:

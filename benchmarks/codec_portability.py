@@ -27,7 +27,7 @@ from PIL import Image  # noqa: E402
 
 from benchmarks.common import prior_split_images  # noqa: E402
 from benchmarks.machine import runtime_info  # noqa: E402
-from vqvae_jax import compression  # noqa: E402
+from vqvae_jax.codec import compression  # noqa: E402
 
 CONFIGS = {
     'default': ({}, []),

@@ -22,8 +22,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.machine import runtime_info  # noqa: E402
-from vqvae_jax import compression, integer_prior, prior_coding  # noqa: E402
-from vqvae_jax.prior_training import restore_prior  # noqa: E402
+from vqvae_jax.codec import compression, entropy, integer_prior  # noqa: E402
+from vqvae_jax.runs import restore_prior  # noqa: E402
 
 
 def main():
@@ -44,10 +44,10 @@ def main():
     c, y = codes[s:s + 250], labels[s:s + 250]
     logp = np.asarray(log_softmax(c, y), np.float64)
     float_bits -= np.take_along_axis(logp, c[..., None], -1).sum() / np.log(2.0)
-    _, logits = prior_coding.integer_logits(coder, arrays, c, y)
-    freqs = prior_coding.frequencies_from_logits(np.asarray(logits))
+    _, logits = entropy.integer_logits(coder, arrays, c, y)
+    freqs = entropy.frequencies_from_logits(np.asarray(logits))
     freqs = freqs.reshape(len(c), -1, freqs.shape[-1])
-    integer_bits += sum(float(prior_coding.table_bits(f, g)) for f, g in zip(freqs, c))
+    integer_bits += sum(float(entropy.table_bits(f, g)) for f, g in zip(freqs, c))
   n = codes.size
   print(json.dumps({
       'prior': os.path.abspath(args.prior), 'prior_step': meta.get('step'),

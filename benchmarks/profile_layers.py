@@ -1,4 +1,4 @@
-"""Per-layer timing of the convolution formulations in vqvae_jax.layers (CPU).
+"""Per-layer timing of the convolution formulations in vqvae_jax.models.formulations (CPU).
 
 Times forward + backward (vjp w.r.t. input and kernel, the input gradient
 skipped for the first encoder layer as in training) of every formulation at
@@ -19,20 +19,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from vqvae_jax import layers  # noqa: E402
+from vqvae_jax.models import formulations, layers  # noqa: E402
 
 
 def layer_shapes(size, channels, hidden=256, batch=128):
   """(name, impl table, auto kind, kernel size, x shape, c_out, input grad needed)."""
   q = size // 4
   return [
-      ('down_a', layers.DOWN_IMPLS, 'down_narrow', 4, (batch, size, size, channels), hidden,
+      ('down_a', formulations.DOWN_IMPLS, 'down_narrow', 4, (batch, size, size, channels), hidden,
        False),
-      ('down_b', layers.DOWN_IMPLS, 'down', 4, (batch, size // 2, size // 2, hidden), hidden,
+      ('down_b', formulations.DOWN_IMPLS, 'down', 4, (batch, size // 2, size // 2, hidden), hidden,
        True),
-      ('conv3x3', layers.CONV3X3_IMPLS, 'conv3x3', 3, (batch, q, q, hidden), hidden, True),
-      ('up_a', layers.UP_IMPLS, 'up', 4, (batch, q, q, hidden), hidden, True),
-      ('up_b', layers.UP_IMPLS, 'up_narrow', 4, (batch, size // 2, size // 2, hidden), channels,
+      ('conv3x3', formulations.CONV3X3_IMPLS, 'conv3x3', 3, (batch, q, q, hidden), hidden, True),
+      ('up_a', formulations.UP_IMPLS, 'up', 4, (batch, q, q, hidden), hidden, True),
+      ('up_b', formulations.UP_IMPLS, 'up_narrow', 4, (batch, size // 2, size // 2, hidden), channels,
        True),
   ]
 

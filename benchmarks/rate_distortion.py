@@ -61,8 +61,9 @@ from PIL import features
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import rd_codecs, rd_metrics, rd_plot
 from benchmarks.machine import runtime_info
-from vqvae_jax import codec_format, compression, data, evaluation, fileio, prior_training, training
-from vqvae_jax.config_utils import load_config
+from vqvae_jax import data, fileio, runs
+from vqvae_jax.cli.config_files import load_config
+from vqvae_jax.codec import compression, vqz
 from vqvae_jax.errors import UserError, cli
 
 FAMILIES = rd_codecs.FAMILIES
@@ -87,16 +88,16 @@ class Point:
 
 def load_point(prior_dir: str) -> Point:
   """The codec of a prior folder (and the VQ-VAE folder it names)."""
-  model_dir = prior_training.restore_prior(prior_dir)[2]['config']['model']
+  model_dir = runs.restore_prior(prior_dir)[2]['config']['model']
   codec = compression.load_codec(model_dir, prior_dir)
-  meta = training.restore_vqvae(model_dir)[2]
-  return Point(prior_dir, model_dir, codec, evaluation.run_config(meta))
+  meta = runs.restore_vqvae(model_dir)[2]
+  return Point(prior_dir, model_dir, codec, runs.run_config(meta))
 
 
 def default_label(point: Point, image_size: int) -> str:
   """'K512 7x7', or 'K512 14x14 @56px' for a model of another image size."""
   size = point.config.image_size
-  gh, gw = codec_format.grid_shape(size, size)
+  gh, gw = vqz.grid_shape(size, size)
   return f'K{point.codec.k} {gh}x{gw}' + ('' if size == image_size else f' @{size}px')
 
 
@@ -129,7 +130,7 @@ def measure_point(point: Point, images, chunk: int = 500) -> dict:
   mismatches = sum(not (np.array_equal(d[1], c.codes) and np.array_equal(d[2], c.reconstruction))
                    for c, d in zip(coded, decoded))
   sizes = np.array([len(f) for f in files], np.float64)
-  payloads = np.array([len(codec_format.unpack(f)[1]) for f in files], np.float64)
+  payloads = np.array([len(vqz.unpack(f)[1]) for f in files], np.float64)
   fixed = [len(compression.compress_codes(codec, c.codes, (size, size), 'fixed')) for c in coded]
   labels = [c.header.label for c in coded]
   codes = np.stack([c.codes for c in coded])
@@ -237,12 +238,12 @@ def reference_images(dataset, points, image_size, num_images) -> np.ndarray:
   UserError if another point's run has another test split."""
   config = (points[0].config if points else load_config(dataset)).copy_and_resolve_references()
   config.image_size = image_size
-  images = training.load_split(config, 'test').images
+  images = runs.load_split(config, 'test').images
   images = np.asarray(images[:num_images or len(images)])
   for p in points[1:]:
     other = p.config.copy_and_resolve_references()
     other.image_size = image_size
-    if not np.array_equal(training.load_split(other, 'test').images[:len(images)], images):
+    if not np.array_equal(runs.load_split(other, 'test').images[:len(images)], images):
       raise UserError(f'{p.prior_dir} was trained on other data than {points[0].prior_dir} '
                       '(its test split differs): benchmark them separately')
   return images

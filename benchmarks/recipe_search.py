@@ -26,7 +26,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from vqvae_jax import cli_common  # pylint: disable=wrong-import-position
+from vqvae_jax.cli import flags  # pylint: disable=wrong-import-position
 from vqvae_jax.errors import cli  # pylint: disable=wrong-import-position
 
 BASE = 'fashion_mnist:cpu'
@@ -78,8 +78,9 @@ def _finished(rows, name, steps, overrides) -> bool:
 
 def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder) -> dict:
   """Trains (or resumes) one recipe and evaluates it on the test split; one row."""
-  from vqvae_jax import evaluation, training  # pylint: disable=g-import-not-at-top
-  from vqvae_jax.config_utils import load_config, override  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.train import vqvae as vqvae_training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.cli.config_files import load_config, override  # pylint: disable=g-import-not-at-top
   config = load_config(BASE)
   for key, value in overrides.items():
     override(config, key, value)
@@ -90,7 +91,7 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder) -
   workdir = os.path.join(root, name, f'{steps}-steps')
   latest = _latest_step(workdir)
   start = time.time()
-  summary = training.train_vqvae(config, workdir)
+  summary = vqvae_training.train_vqvae(config, workdir)
   wall = time.time() - start
   result = evaluation.evaluate(workdir, split='test', data_folder=data_folder or None)
   return {'recipe': name, 'overrides': overrides, 'steps': steps, 'base': BASE,
@@ -144,8 +145,8 @@ def main(argv=None):
   p.add_argument('--update', default=None, metavar='README',
                  help="with --table: write it between README's <!-- table:recipes --> markers")
   args = p.parse_args(argv)
-  cli_common.tune_malloc()
-  cli_common.set_xla_flags()
+  flags.tune_malloc()
+  flags.set_xla_flags()
   from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
   if args.table:
     text = table(fileio.read_jsonl(args.results))

@@ -144,13 +144,13 @@ def folder_snapshot(folder: str) -> dict:
 def train_tiny_stages(root):
   """Trains mnist:tiny (1 epoch on a fixture in root/mnist) into root/vq and
   prior:tiny on its codes into root/prior -> (VQ-VAE config, prior summary)."""
-  from vqvae_jax import prior_training, training  # pylint: disable=g-import-not-at-top
-  from vqvae_jax.config_utils import load_config, override  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.train import prior as prior_training, vqvae as vqvae_training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.cli.config_files import load_config, override  # pylint: disable=g-import-not-at-top
   write_mnist_folder(str(root / 'mnist'), n_train=100, n_test=20)  # valid 10, train 90
   vq = load_config('mnist:tiny')
   override(vq, 'data_folder', str(root / 'mnist'))
   override(vq, 'num_epochs', 1)
-  training.train_vqvae(vq, str(root / 'vq'))
+  vqvae_training.train_vqvae(vq, str(root / 'vq'))
   pc = load_config('prior:tiny')
   override(pc, 'model', str(root / 'vq'))
   return vq, prior_training.train_prior(pc, str(root / 'prior'))

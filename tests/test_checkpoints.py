@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from fixtures import folder_snapshot, write_mnist_folder
-from vqvae_jax import checkpoints, prior_training, training
+from vqvae_jax import checkpoints, runs as run_lib, states
 from vqvae_jax.checkpoints import Checkpointer
-from vqvae_jax.config_utils import load_config, override
+from vqvae_jax.cli.config_files import load_config, override
 from vqvae_jax.errors import UserError
+from vqvae_jax.train import prior as prior_training, vqvae as vqvae_training
 
 
 def test_keeps_the_latest_n_and_the_best_by_validation(tmp_path):
@@ -97,8 +98,8 @@ def runs(tmp_path_factory):
   old = os.environ.get('VQVAE_CACHE_DIR')
   os.environ['VQVAE_CACHE_DIR'] = str(root / 'cache')
   write_mnist_folder(str(root / 'mnist'), n_train=150, n_test=20)  # train 135: 16 steps/epoch
-  training.train_vqvae(_vq_config(root, 15), str(root / 'vq'))
-  training.train_vqvae(_vq_config(root, 18), str(root / 'vq18'))
+  vqvae_training.train_vqvae(_vq_config(root, 15), str(root / 'vq'))
+  vqvae_training.train_vqvae(_vq_config(root, 18), str(root / 'vq18'))
   pc = load_config('prior:tiny')
   override(pc, 'model', str(root / 'vq'))
   override(pc, 'max_steps', 6)
@@ -149,10 +150,10 @@ def test_restore_vqvae_falls_back_from_a_damaged_best_checkpoint(runs, tmp_path,
   before = _copy(runs / 'vq', tmp_path / 'only12')
   for step in (15,):
     shutil.rmtree(before / 'checkpoints' / str(step))
-  _, want, _ = training.restore_vqvae(str(before))
+  _, want, _ = run_lib.restore_vqvae(str(before))
   capsys.readouterr()
   DAMAGES[damage](str(folder / 'checkpoints' / '15'))
-  _, got, meta = training.restore_vqvae(str(folder))
+  _, got, meta = run_lib.restore_vqvae(str(folder))
   warnings = _warnings(capsys.readouterr().err)
   assert meta['step'] == 12
   assert len(warnings) == 1 and 'checkpoints/15 is damaged' in warnings[0]
@@ -165,10 +166,10 @@ def test_restore_prior_falls_back_from_a_damaged_best_checkpoint(runs, tmp_path,
   folder = _copy(runs / 'prior', tmp_path / 'prior')
   before = _copy(runs / 'prior', tmp_path / 'only4')
   shutil.rmtree(before / 'checkpoints' / '6')
-  _, want, _ = prior_training.restore_prior(str(before))
+  _, want, _ = run_lib.restore_prior(str(before))
   capsys.readouterr()
   DAMAGES[damage](str(folder / 'checkpoints' / '6'))
-  _, got, meta = prior_training.restore_prior(str(folder))
+  _, got, meta = run_lib.restore_prior(str(folder))
   warnings = _warnings(capsys.readouterr().err)
   assert meta['step'] == 4
   assert len(warnings) == 1 and 'checkpoints/6 is damaged' in warnings[0]
@@ -185,7 +186,7 @@ def test_resume_falls_back_past_four_damaged_checkpoints_and_ends_exact(runs, tm
     damage(str(folder / 'checkpoints' / str(step)))
   damaged = {s: folder_snapshot(str(folder / 'checkpoints' / str(s))) for s in (6, 9, 12, 15)}
   capsys.readouterr()
-  training.train_vqvae(_vq_config(runs, 18), str(folder))
+  vqvae_training.train_vqvae(_vq_config(runs, 18), str(folder))
   err = capsys.readouterr().err
   warned = [w for w in _warnings(err) if 'is damaged' in w]
   assert [int(w.split('checkpoints/')[1].split()[0]) for w in warned] == [15, 12, 9, 6]
@@ -193,8 +194,8 @@ def test_resume_falls_back_past_four_damaged_checkpoints_and_ends_exact(runs, tm
   assert 'resuming from step 3' in err
   for step, snap in damaged.items():
     assert folder_snapshot(str(folder / 'damaged_checkpoints' / str(step))) == snap
-  _, got, meta = training.restore_vqvae(str(folder), which='latest')
-  _, want, _ = training.restore_vqvae(str(runs / 'vq18'), which='latest')
+  _, got, meta = run_lib.restore_vqvae(str(folder), which='latest')
+  _, want, _ = run_lib.restore_vqvae(str(runs / 'vq18'), which='latest')
   assert meta['step'] == 18
   _assert_trees_equal(got, want)
   ckpt = Checkpointer(str(folder / 'checkpoints'), read_only=True)
@@ -215,7 +216,7 @@ def test_no_intact_checkpoint_is_one_clear_error_and_touches_nothing(runs, tmp_p
     damages[i % len(damages)](str(folder / 'checkpoints' / str(step)))
   before = folder_snapshot(str(folder))
   with pytest.raises(UserError, match='no intact checkpoint in .*step 15 is damaged'):
-    training.restore_vqvae(str(folder))
+    run_lib.restore_vqvae(str(folder))
   import train_vqvae  # pylint: disable=g-import-not-at-top
   with pytest.raises(SystemExit) as e:
     train_vqvae.main(['--config', 'mnist:tiny', '--dataset', 'mnist', '--data-folder',
@@ -237,8 +238,8 @@ def test_checkpoints_without_digests_still_restore(runs, tmp_path):
     meta.pop(checkpoints.STATE_DIGEST)
     meta.pop(checkpoints.META_DIGEST)
     path.write_text(json.dumps(meta))
-  _, got, meta = training.restore_vqvae(str(folder))
-  _, want, _ = training.restore_vqvae(str(runs / 'vq'))
+  _, got, meta = run_lib.restore_vqvae(str(folder))
+  _, want, _ = run_lib.restore_vqvae(str(runs / 'vq'))
   assert meta['step'] == 15
   _assert_trees_equal(got, want)
 
@@ -248,16 +249,16 @@ def test_restore_template_is_traced_not_compiled_and_equals_the_initialised_stat
   the same tree, shapes and dtypes as an initialised state."""
   import flax.serialization  # pylint: disable=g-import-not-at-top
   vq = load_config('mnist:tiny')
-  for codebook in training.CODEBOOKS:
-    model = training.make_model(vq)
-    make = lambda: training.create_train_state(  # pylint: disable=cell-var-from-loop
+  for codebook in states.CODEBOOKS:
+    model = run_lib.make_model(vq)
+    make = lambda: states.create_train_state(  # pylint: disable=cell-var-from-loop
         jax.random.key(0), model, (28, 28, 1), 1e-3, codebook=codebook)
     real = flax.serialization.to_state_dict(make())
     abstract = flax.serialization.to_state_dict(jax.eval_shape(make))
     assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(abstract))
     sig = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
     assert sig(real) == sig(abstract) and len(jax.tree.leaves(real)) > 10
-  prior = prior_training.make_prior(load_config('prior:tiny'), 16, 10)
-  make = lambda: prior_training.create_prior_state(jax.random.key(0), prior, (7, 7), 1e-3)
+  prior = run_lib.make_prior(load_config('prior:tiny'), 16, 10)
+  make = lambda: states.create_prior_state(jax.random.key(0), prior, (7, 7), 1e-3)
   sig = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), flax.serialization.to_state_dict(t))
   assert sig(make()) == sig(jax.eval_shape(make))

@@ -8,7 +8,7 @@ import pytest
 
 from fixtures import write_idx
 from vqvae_jax import classifier
-from vqvae_jax.config_utils import load_config, override
+from vqvae_jax.cli.config_files import load_config, override
 from vqvae_jax.errors import UserError
 
 FAST = classifier.Options(epochs=6, batch_size=32, widths=(8, 16, 16), hidden=32)

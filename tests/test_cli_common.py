@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # does with a step's scratch buffer) and prints the minor page faults of each round.
 _PROBE = r'''
 import ctypes, resource, threading
-from vqvae_jax.cli_common import tune_malloc
+from vqvae_jax.cli.flags import tune_malloc
 tuned = tune_malloc()
 libc = ctypes.CDLL('libc.so.6')
 libc.malloc.restype = ctypes.c_void_p
@@ -57,12 +57,12 @@ def test_tune_malloc_reuses_freed_memory_and_can_be_turned_off():
 @pytest.mark.parametrize('spec', ['fashion-mnist', 'prior'])
 def test_precision_flag_sets_the_config(spec):
   import argparse  # pylint: disable=g-import-not-at-top
-  from vqvae_jax import cli_common  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.cli import flags  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser()
-  cli_common.add_common_flags(parser)
-  assert cli_common.build_config(parser.parse_args([]), spec, {}).precision == 'float32'
+  flags.add_common_flags(parser)
+  assert flags.build_config(parser.parse_args([]), spec, {}).precision == 'float32'
   args = parser.parse_args(['--precision', 'bfloat16'])
-  assert cli_common.build_config(args, spec, {}).precision == 'bfloat16'
+  assert flags.build_config(args, spec, {}).precision == 'bfloat16'
   with pytest.raises(SystemExit) as e:  # argparse: usage message, exit code 2
     parser.parse_args(['--precision', 'float16'])
   assert e.value.code == 2

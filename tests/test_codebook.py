@@ -7,10 +7,12 @@ import numpy as np
 import optax
 import pytest
 
-from vqvae_jax import quantizer, training
-from vqvae_jax.config_utils import load_config, override
+from vqvae_jax import runs, states
+from vqvae_jax.cli.config_files import load_config, override
 from vqvae_jax.errors import UserError
-from vqvae_jax.loop import AXIS, replicate
+from vqvae_jax.models import quantizer, vqvae
+from vqvae_jax.train import codebook as codebook_lib, vqvae as vqvae_training
+from vqvae_jax.train.loop import AXIS, replicate
 
 KINDS = ('loss', 'ema')
 
@@ -76,7 +78,7 @@ def test_ema_arguments_are_validated(decay, eps):
   override(config, 'ema_decay', decay)
   override(config, 'ema_epsilon', eps)
   with pytest.raises(UserError, match='EMA'):
-    training.check_config(config)
+    vqvae_training.check_config(config)
 
 
 @pytest.mark.parametrize('key,value', [('codebook', 'ema2'), ('codebook_init', 'knn'),
@@ -85,7 +87,7 @@ def test_codebook_config_is_validated(key, value):
   config = load_config('fashion_mnist:tiny')
   override(config, key, value)
   with pytest.raises(UserError, match=key):
-    training.check_config(config)
+    vqvae_training.check_config(config)
 
 
 def test_default_recipe_keeps_the_codebook_healthy_and_paper_keeps_the_papers():
@@ -134,14 +136,14 @@ def _images(n, size=8, seed=0):
 # tests (compiling dominates their run time). lr = 0: only the codebook, its
 # statistics and BatchNorm move, so a batch seen twice gives the same encoder outputs.
 _CONFIG = load_config('fashion_mnist:tiny')
-_MODEL = training.make_model(_CONFIG, axis_name=AXIS)
+_MODEL = runs.make_model(_CONFIG, axis_name=AXIS)
 _TX = optax.sgd(0.0)
 _STEPS = {}
 
 
 def _state(kind):
-  state = training.create_train_state(jax.random.key(0), _MODEL, (8, 8, 1), 1e-3, codebook=kind)
-  return training.TrainState.create(apply_fn=state.apply_fn, params=state.params,
+  state = states.create_train_state(jax.random.key(0), _MODEL, (8, 8, 1), 1e-3, codebook=kind)
+  return states.TrainState.create(apply_fn=state.apply_fn, params=state.params,
                                     batch_stats=state.batch_stats,
                                     codebook_state=state.codebook_state, tx=_TX)
 
@@ -149,9 +151,9 @@ def _state(kind):
 def _step(kind, n_dev=2):
   """pmap'd train step with dead-code restart after 1 unused step."""
   if (kind, n_dev) not in _STEPS:
-    opts = training.CodebookOptions(kind=kind, restart_after=1, seed=3)
+    opts = codebook_lib.CodebookOptions(kind=kind, restart_after=1, seed=3)
     _STEPS[kind, n_dev] = jax.pmap(
-        functools.partial(training.train_step, model=_MODEL, beta=1.0, codebook=opts),
+        functools.partial(vqvae_training.train_step, model=_MODEL, beta=1.0, codebook=opts),
         axis_name=AXIS, devices=jax.local_devices()[:n_dev])
   return _STEPS[kind, n_dev]
 
@@ -202,13 +204,13 @@ def test_ema_state_changes_only_in_training():
   rstate = replicate(state)
   before = jax.device_get(rstate)
   # Evaluation and encoding leave every part of the state alone.
-  p_eval = jax.pmap(functools.partial(training.eval_step, model=_MODEL, beta=1.0, ema=True),
+  p_eval = jax.pmap(functools.partial(vqvae_training.eval_step, model=_MODEL, beta=1.0, ema=True),
                     axis_name=AXIS)
   x = _images(8).reshape(2, 4, 8, 8, 1)
   p_eval(rstate, x, np.ones((2, 4), bool))
-  plain = training.make_model(_CONFIG)
+  plain = runs.make_model(_CONFIG)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  _, mutated = plain.apply(variables, training.to_float(x[0]), method='encode', mutable=True)
+  _, mutated = plain.apply(variables, vqvae.to_float(x[0]), method='encode', mutable=True)
   for a, b in zip(jax.tree.leaves(mutated), jax.tree.leaves(variables)):
     np.testing.assert_array_equal(a, b)  # encode changes no variable
   for a, b in zip(jax.tree.leaves(jax.device_get(rstate)), jax.tree.leaves(before)):
@@ -245,7 +247,7 @@ def test_dead_code_is_restarted_and_then_used(kind):
 
 def test_summarize_reports_restarts_and_usage():
   counts = np.array([4, 0, 4, 0], np.int32)
-  out = training.summarize({'loss': np.float32(6.0), 'counts': counts,
+  out = vqvae_training.summarize({'loss': np.float32(6.0), 'counts': counts,
                             'restarts': np.int32(3)}, 3)
   assert out['restarts'] == 3 and out['loss'] == 2.0
   assert out['usage'] == 0.5 and out['perplexity'] == pytest.approx(2.0)
@@ -258,13 +260,13 @@ def test_init_codebook_from_first_batches(init):
   override(config, 'codebook', 'ema')
   override(config, 'codebook_init', init)
   override(config, 'codebook_init_batches', 2)
-  model = training.make_model(config)
-  state = training.create_train_state(jax.random.key(0), model, (8, 8, 1), 1e-3, codebook='ema')
+  model = runs.make_model(config)
+  state = states.create_train_state(jax.random.key(0), model, (8, 8, 1), 1e-3, codebook='ema')
   ds = data.Dataset(images=_images(40), labels=np.zeros(40, np.int32), class_names=('a',))
-  a = training.init_codebook(config, state, model, ds)
+  a = codebook_lib.init_codebook(config, state, model, ds)
   cb = np.asarray(a.params['codebook'])
   if init == 'kmeans':  # deterministic
-    b = training.init_codebook(config, state, model, ds)
+    b = codebook_lib.init_codebook(config, state, model, ds)
     np.testing.assert_array_equal(cb, np.asarray(b.params['codebook']))
   np.testing.assert_array_equal(np.asarray(a.codebook_state['ema_sums']), cb)
   assert len(np.unique(cb, axis=0)) == config.k and np.abs(cb).max() > 1.0 / config.k

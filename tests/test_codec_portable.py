@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from fixtures import train_tiny_stages
-from vqvae_jax import __main__ as cli
-from vqvae_jax import compression, training
+from vqvae_jax import __main__ as cli, runs
+from vqvae_jax.codec import compression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +30,7 @@ def coded(tmp_path_factory):
   os.environ['VQVAE_CACHE_DIR'] = cache
   try:
     vq, _ = train_tiny_stages(root)
-    images = training.load_split(vq, 'test').images[:12]
+    images = runs.load_split(vq, 'test').images[:12]
     os.makedirs(root / 'in')
     for i, image in enumerate(images):
       Image.fromarray(image[..., 0]).save(root / 'in' / f'im{i:02d}.png')

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from vqvae_jax import __main__ as cli
-from vqvae_jax import codec_format, compose, compression, integer_prior, model_registry, prior_coding
-from vqvae_jax.codec_format import FormatError, Header
+from vqvae_jax.codec import compose, compression, entropy, integer_prior, registry, vqz
+from vqvae_jax.codec.vqz import FormatError, Header
 from vqvae_jax.errors import UserError
-from vqvae_jax.models import VQVAE
-from vqvae_jax.prior import GatedPixelCNN
+from vqvae_jax.models.prior import GatedPixelCNN
+from vqvae_jax.models.vqvae import VQVAE
 
 K = 16
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
@@ -97,18 +97,18 @@ def _golden_image():
                   payload=st.binary(max_size=64))
 def test_header_fields_round_trip(method, channels, fps, height, width, k, label, crc,
                                   payload):
-  gh, gw = codec_format.grid_shape(height, width)
+  gh, gw = vqz.grid_shape(height, width)
   header = Header(method=method, channels=channels, model_fingerprint=fps[:4],
                   prior_fingerprint=fps[4:] if method == 1 else bytes(4), height=height,
                   width=width, grid_height=gh, grid_width=gw, k=k, label=label, codes_crc=crc)
-  data = codec_format.pack(header, payload)
-  assert len(data) == codec_format.HEADER_SIZE_V1 + len(payload)
+  data = vqz.pack(header, payload)
+  assert len(data) == vqz.HEADER_SIZE_V1 + len(payload)
   assert data[:4] == b'VQVZ' and data[4] == 1
-  assert codec_format._unpack_v1(data, 'x') == (header, payload)  # pylint: disable=protected-access
+  assert vqz._unpack_v1(data, 'x') == (header, payload)  # pylint: disable=protected-access
 
 
 def _binding(k=K, channels=1, model=b'\1\2\3\4', prior=b'\5\6\7\x08'):
-  return codec_format.Binding(model, prior, k, channels)
+  return vqz.Binding(model, prior, k, channels)
 
 
 @SETTINGS
@@ -122,49 +122,49 @@ def test_v2_header_round_trip_and_crc_binding(method, side, other, square, tall,
   small label; the CRC changes with every model field, the label and the shape."""
   side = min(side, 64) if square else side
   height, width = (side, side) if square else ((side, other) if tall else (other, side))
-  grid = codec_format.grid_shape(height, width)
+  grid = vqz.grid_shape(height, width)
   codes = np.random.default_rng(seed).integers(0, k, grid)
   binding = _binding(k, prior=b'\5\6\7\x08' if method else bytes(4))
-  payload = (codec_format.pack_fixed(codes, k) if method == 0 else
-             bytes(max(3, codec_format.min_prior_payload(codes.size))))
-  data = codec_format.pack_v2(method, (height, width), label, binding, payload, codes)
-  header, got = codec_format.unpack(data)
+  payload = (vqz.pack_fixed(codes, k) if method == 0 else
+             bytes(max(3, vqz.min_prior_payload(codes.size))))
+  data = vqz.pack_v2(method, (height, width), label, binding, payload, codes)
+  header, got = vqz.unpack(data)
   assert got == payload and data[:2] == b'V\xa2'
   assert (header.method, header.height, header.width, header.label) == (method, height, width,
                                                                        label)
-  assert len(data) - len(payload) == codec_format.header_size(height, width, label)
+  assert len(data) - len(payload) == vqz.header_size(height, width, label)
   if height == width and height < 128 and (label is None or label < 15):
     assert len(data) - len(payload) == 8
-  codec_format.check_v2(header, binding, payload, codes, 'x')
+  vqz.check_v2(header, binding, payload, codes, 'x')
   others = [_binding(k + 1, prior=binding.prior_fingerprint),
             _binding(k, 3, prior=binding.prior_fingerprint),
             _binding(k, model=b'\1\2\3\5', prior=binding.prior_fingerprint)]
   for other_binding in others:
     with pytest.raises(FormatError, match='CRC'):
-      codec_format.check_v2(header, other_binding, payload, codes, 'x')
+      vqz.check_v2(header, other_binding, payload, codes, 'x')
   relabelled = dataclasses.replace(header, label=None if label == 0 else 0)
   with pytest.raises(FormatError, match='CRC'):
-    codec_format.check_v2(relabelled, binding, payload, codes, 'x')
+    vqz.check_v2(relabelled, binding, payload, codes, 'x')
   if height != width:
     transposed = dataclasses.replace(header, height=width, width=height)
     with pytest.raises(FormatError, match='CRC'):
-      codec_format.check_v2(transposed, binding, payload, codes.reshape(transposed.grid), 'x')
+      vqz.check_v2(transposed, binding, payload, codes.reshape(transposed.grid), 'x')
 
 
 @SETTINGS
 @hypothesis.given(k=st.integers(2, 70000), n=st.integers(0, 50), seed=st.integers(0, 99))
 def test_fixed_length_packing_round_trip(k, n, seed):
   codes = np.random.default_rng(seed).integers(0, k, (n, 1))
-  payload = codec_format.pack_fixed(codes, k)
+  payload = vqz.pack_fixed(codes, k)
   bits = int(np.ceil(np.log2(k)))
-  assert codec_format.bits_per_code(k) == bits
+  assert vqz.bits_per_code(k) == bits
   assert len(payload) == -(-n * bits // 8)
-  np.testing.assert_array_equal(codec_format.unpack_fixed(payload, (n, 1), k), codes)
+  np.testing.assert_array_equal(vqz.unpack_fixed(payload, (n, 1), k), codes)
 
 
 def test_grid_shape_pads_to_multiple_of_four():
-  assert codec_format.grid_shape(28, 28) == (7, 7)
-  assert codec_format.grid_shape(29, 1) == (8, 1)
+  assert vqz.grid_shape(28, 28) == (7, 7)
+  assert vqz.grid_shape(29, 1) == (8, 1)
   image = _image(5, 6)
   padded = compression.pad_image(image)
   assert padded.shape == (8, 8, 1)
@@ -175,12 +175,12 @@ def test_grid_shape_pads_to_multiple_of_four():
 # --- quantisation and the range coder -----------------------------------------
 
 def test_frequency_tables_are_valid_and_follow_the_logits():
-  assert prior_coding.weight_table()[0] == 2**36
-  assert prior_coding.weight_table()[64] == round(2**36 / np.e)
+  assert entropy.weight_table()[0] == 2**36
+  assert entropy.weight_table()[64] == round(2**36 / np.e)
   logits = np.random.default_rng(0).normal(0, 5, (50, K)).astype(np.float32)
   logits[0] = 0.0
   logits[1, 3] = 1e4
-  freqs = prior_coding.frequencies(logits)
+  freqs = entropy.frequencies(logits)
   assert freqs.dtype == np.int64 and freqs.min() >= 1
   np.testing.assert_array_equal(freqs.sum(-1), 2**24)
   assert np.ptp(freqs[0][1:]) == 0 and freqs[1, 3] == 2**24 - (K - 1)
@@ -192,7 +192,7 @@ def test_frequency_tables_are_valid_and_follow_the_logits():
   big = probs > 1e-3
   np.testing.assert_allclose((freqs[2:] / 2**24)[big], probs[big], rtol=0.02)
   with pytest.raises(ValueError):
-    prior_coding.frequencies(np.full((2, K), np.nan, np.float32))
+    entropy.frequencies(np.full((2, K), np.nan, np.float32))
 
 
 @pytest.mark.parametrize('source', ['sampled', 'uniform'])
@@ -208,26 +208,26 @@ def test_payload_length_matches_the_prior(source):
       probs = np.exp(logits[1] - logits[1].max())
       return rng.choice(K, p=probs / probs.sum())
 
-    codes = prior_coding._run(codec.prior, codec.prior_params, shape, draw)[0]  # pylint: disable=protected-access
+    codes = entropy._run(codec.prior, codec.prior_params, shape, draw)[0]  # pylint: disable=protected-access
   else:
     codes = np.random.default_rng(1).integers(0, K, shape)
-  payload, label = prior_coding.encode(codec.prior, codec.prior_params, codes, label=1)
+  payload, label = entropy.encode(codec.prior, codec.prior_params, codes, label=1)
   assert label == 1
-  logits = prior_coding.prior_logits(codec.prior, codec.prior_params, codes)[:, 1]
-  ideal = prior_coding.ideal_bits(logits, codes)
+  logits = entropy.prior_logits(codec.prior, codec.prior_params, codes)[:, 1]
+  ideal = entropy.ideal_bits(logits, codes)
   full = np.asarray(codec.prior.apply({'params': codec.prior_params}, codes[None],
                                       jnp.array([1])))[0].reshape(-1, K)
-  assert abs(prior_coding.ideal_bits(full, codes) - ideal) < 1e-3
+  assert abs(entropy.ideal_bits(full, codes) - ideal) < 1e-3
   assert abs(8 * len(payload) - ideal) <= 0.01 * ideal + 32, (len(payload), ideal / 8)
-  table = prior_coding.table_bits(prior_coding.frequencies(logits), codes)
+  table = entropy.table_bits(entropy.frequencies(logits), codes)
   assert abs(table - ideal) <= 0.005 * ideal + 0.1
 
 
 def test_label_search_keeps_the_shortest_payload():
   codec = _codec()
   codes = np.random.default_rng(2).integers(0, K, (4, 5))
-  best, label = prior_coding.encode(codec.prior, codec.prior_params, codes)
-  sizes = [len(prior_coding.encode(codec.prior, codec.prior_params, codes, y)[0])
+  best, label = entropy.encode(codec.prior, codec.prior_params, codes)
+  sizes = [len(entropy.encode(codec.prior, codec.prior_params, codes, y)[0])
            for y in range(3)]
   assert len(best) == min(sizes) and sizes[label] == min(sizes)
   assert sizes.index(min(sizes)) == label
@@ -293,19 +293,19 @@ def test_rgb_round_trip_and_channel_errors(tmp_path):
 # --- golden files -------------------------------------------------------------
 
 def _v1_file(codec, image, method):
-  """A version-1 file, built as the version-1 writer did (`codec_format.pack`)."""
+  """A version-1 file, built as the version-1 writer did (`vqz.pack`)."""
   codes = compression.encode_images(codec, compression.pad_image(image)[None])[0]
   if method == 'prior':
-    payload, label = prior_coding.encode(codec.prior, codec.prior_params, codes)
+    payload, label = entropy.encode(codec.prior, codec.prior_params, codes)
   else:
-    payload, label = codec_format.pack_fixed(codes, K), None
+    payload, label = vqz.pack_fixed(codes, K), None
   header = Header(method=compression.METHODS[method], channels=codec.channels,
                   model_fingerprint=codec.model_fingerprint,
                   prior_fingerprint=codec.prior_fingerprint if method == 'prior' else bytes(4),
                   height=image.shape[0], width=image.shape[1], grid_height=codes.shape[0],
                   grid_width=codes.shape[1], k=K, label=label,
-                  codes_crc=codec_format.codes_crc(codes))
-  return codec_format.pack(header, payload)
+                  codes_crc=vqz.codes_crc(codes))
+  return vqz.pack(header, payload)
 
 
 def _file(codec, image, method, version):
@@ -351,7 +351,7 @@ def _sample_file(method, version=2):
 
 def _with_checksum(data: bytes) -> bytes:
   """Recomputes a version-1 checksum so that a mutation reaches the later checks."""
-  size = codec_format.HEADER_SIZE_V1
+  size = vqz.HEADER_SIZE_V1
   fields, payload = data[:size - 4], data[size:]
   crc = zlib.crc32(payload, zlib.crc32(fields))
   return fields + crc.to_bytes(4, 'big') + payload
@@ -359,9 +359,9 @@ def _with_checksum(data: bytes) -> bytes:
 
 def _v2_with(data: bytes, **fields) -> bytes:
   """A version-2 file with header fields replaced (its fingerprint and CRC kept)."""
-  header, payload = codec_format.unpack(data)
+  header, payload = vqz.unpack(data)
   new = dataclasses.replace(header, **fields)
-  prefix = codec_format._prefix_v2(new)  # pylint: disable=protected-access
+  prefix = vqz._prefix_v2(new)  # pylint: disable=protected-access
   return prefix + new.crc.to_bytes(2, 'big') + payload
 
 
@@ -392,7 +392,7 @@ def test_clear_errors_for_bad_files():
   with pytest.raises(FormatError, match='CRC'):
     compression.decompress(codec, _with_checksum(bytes(codes_crc)))
   crc = bytearray(v2)
-  crc[-len(codec_format.unpack(v2)[1]) - 1] ^= 1
+  crc[-len(vqz.unpack(v2)[1]) - 1] ^= 1
   with pytest.raises(FormatError, match='CRC'):
     compression.decompress(codec, bytes(crc))
 
@@ -412,14 +412,14 @@ def test_v2_wrong_model_with_a_colliding_fingerprint_is_caught():
   """The 2-byte fingerprint may collide; the CRC covers the full fingerprints."""
   codec = _codec(with_prior=False)
   data = compression.compress(codec, _image(8, 8), 'fixed').data
-  target, i = codec.pair_fingerprint(codec_format.FIXED), 0
+  target, i = codec.pair_fingerprint(vqz.FIXED), 0
   while True:
     fp = i.to_bytes(4, 'big')
-    if fp != codec.model_fingerprint and codec_format.pair_fingerprint(fp, None) == target:
+    if fp != codec.model_fingerprint and vqz.pair_fingerprint(fp, None) == target:
       break
     i += 1
   impostor = dataclasses.replace(_codec(seed=1, with_prior=False), model_fingerprint=fp)
-  assert impostor.pair_fingerprint(codec_format.FIXED) == target
+  assert impostor.pair_fingerprint(vqz.FIXED) == target
   with pytest.raises(FormatError, match='CRC'):
     compression.decompress(impostor, data)
 
@@ -430,7 +430,7 @@ def _decode_or_user_error(data):
     image = compression.decompress(codec, data)
   except UserError:
     return
-  header, _ = codec_format.unpack(data)
+  header, _ = vqz.unpack(data)
   assert image.shape == (header.height, header.width, 1)
 
 
@@ -455,7 +455,7 @@ def test_fuzz_mutated_files(method, version, fix_checksum, edits, cut):
     if pos < len(data):
       data[pos] = value
   data = bytes(data[:len(data) - cut % (len(data) + 1)])
-  if version == 1 and fix_checksum and len(data) >= codec_format.HEADER_SIZE_V1:
+  if version == 1 and fix_checksum and len(data) >= vqz.HEADER_SIZE_V1:
     data = _with_checksum(data)
   _decode_or_user_error(data)
 
@@ -465,12 +465,12 @@ def test_fuzz_mutated_files(method, version, fix_checksum, edits, cut):
 def _forged(version, side, payload=None):
   """The prior-coded sample file claiming a side x side image (v1: checksum redone)."""
   data = _sample_file('prior', version)
-  header, old = codec_format.unpack(data)
+  header, old = vqz.unpack(data)
   payload = old if payload is None else payload
-  gh, gw = codec_format.grid_shape(side, side)
+  gh, gw = vqz.grid_shape(side, side)
   if version == 2:
     return _v2_with(data, height=side, width=side)[:-len(old)] + payload
-  fields = bytearray(data[:codec_format.HEADER_SIZE_V1])
+  fields = bytearray(data[:vqz.HEADER_SIZE_V1])
   fields[15:23] = np.array([side, side, gh, gw], '>u2').tobytes()
   return _with_checksum(bytes(fields) + payload)
 
@@ -509,8 +509,8 @@ def test_memory_budget_refuses_a_proportionate_payload():
   """A forged 65535x65535 prior file with a payload long enough for the length
   rule is refused by the code / memory limits before anything is allocated."""
   codec = _codec()
-  n = codec_format.grid_shape(65535, 65535)
-  payload = bytes(codec_format.min_prior_payload(n[0] * n[1]))
+  n = vqz.grid_shape(65535, 65535)
+  payload = bytes(vqz.min_prior_payload(n[0] * n[1]))
   for version in (1, 2):
     data = _forged(version, 65535, payload)
     def refused(data=data):
@@ -528,25 +528,25 @@ def test_range_decoding_stops_at_the_first_error(caplog):
   codec = _codec()
   shape = (40, 40)
   start = time.perf_counter()  # compiles the scan decode uses, then runs all of it
-  prior_coding.prior_logits(codec.prior, codec.prior_params, np.zeros(shape, np.int32))
+  entropy.prior_logits(codec.prior, codec.prior_params, np.zeros(shape, np.int32))
   full = time.perf_counter() - start
   start = time.perf_counter()
   with pytest.raises(FormatError, match='could not be decoded'):
-    prior_coding.decode(codec.prior, codec.prior_params, b'\xff' * 12, shape, 0)
+    entropy.decode(codec.prior, codec.prior_params, b'\xff' * 12, shape, 0)
   assert time.perf_counter() - start < full / 4
   assert 'Traceback' not in caplog.text and 'callback failed' not in caplog.text
   codes = np.random.default_rng(0).integers(0, K, (3, 4))
-  payload, _ = prior_coding.encode(codec.prior, codec.prior_params, codes, 1)
+  payload, _ = entropy.encode(codec.prior, codec.prior_params, codes, 1)
   padded = payload + bytes(9)  # zero bytes past the end: what the writer may pad with
   np.testing.assert_array_equal(
-      prior_coding.decode(codec.prior, codec.prior_params, padded, (3, 4), 1), codes)
+      entropy.decode(codec.prior, codec.prior_params, padded, (3, 4), 1), codes)
 
 
 def test_min_payload_rule():
-  assert codec_format.min_prior_payload(codec_format.FREE_CODES) == 0
-  per_byte = 8 * codec_format.CODES_PER_PAYLOAD_BIT
-  assert codec_format.min_prior_payload(codec_format.FREE_CODES + 1) == 1
-  assert codec_format.min_prior_payload(codec_format.FREE_CODES + per_byte + 1) == 2
+  assert vqz.min_prior_payload(vqz.FREE_CODES) == 0
+  per_byte = 8 * vqz.CODES_PER_PAYLOAD_BIT
+  assert vqz.min_prior_payload(vqz.FREE_CODES + 1) == 1
+  assert vqz.min_prior_payload(vqz.FREE_CODES + per_byte + 1) == 2
 
 
 @pytest.mark.parametrize('version', [1, 2])
@@ -568,7 +568,7 @@ def test_info_needs_no_model():
   fields = compression.info(_sample_file('prior'))
   assert fields['method'] == 'prior' and fields['image_size'] == [9, 13]
   assert fields['grid'] == [3, 4] and fields['label'] in (0, 1, 2) and fields['version'] == 2
-  assert fields['fingerprint'] == _codec().pair_fingerprint(codec_format.PRIOR).hex()
+  assert fields['fingerprint'] == _codec().pair_fingerprint(vqz.PRIOR).hex()
   assert fields['file_bytes'] == len(_sample_file('prior')) and fields['header_bytes'] == 9
   old = compression.info(_sample_file('prior', 1))
   assert old['k'] == K and old['model_fingerprint'] == _codec().model_fingerprint.hex()
@@ -604,8 +604,8 @@ def tiny_cli(monkeypatch, tmp_path):
     return _codec()
 
   monkeypatch.setattr(compression, 'load_codec', load_codec)
-  monkeypatch.setenv(model_registry.ENV, str(tmp_path / 'cache'))
-  monkeypatch.setattr(model_registry, 'PRETRAINED', str(tmp_path / 'no-pretrained'))
+  monkeypatch.setenv(registry.ENV, str(tmp_path / 'cache'))
+  monkeypatch.setattr(registry, 'PRETRAINED', str(tmp_path / 'no-pretrained'))
   run = lambda *argv: cli.main(list(argv))
   run.loads = loads
   return run
@@ -626,20 +626,20 @@ def test_cli_registry_default_names_and_verbose(tiny_cli, tmp_path, capsys, monk
   Image.fromarray(_image(10, 13, seed=1)[..., 0]).save(src)
   original = open(src, 'rb').read()
   tiny_cli('compress', src, '--prior', 'p', '-v')
-  vqz = tmp_path / 'a' / 'im.vqz'
+  vqz_file = tmp_path / 'a' / 'im.vqz'
   out = capsys.readouterr().out
-  assert f'{vqz.stat().st_size} bytes' in out and ' s per image' in out
-  assert model_registry.entries()[0]['prior'] == os.path.abspath('p')
+  assert f'{vqz_file.stat().st_size} bytes' in out and ' s per image' in out
+  assert registry.entries()[0]['prior'] == os.path.abspath('p')
   tiny_cli.loads.clear()
-  assert _exit_code(tiny_cli, 'decompress', str(vqz)) == 2
+  assert _exit_code(tiny_cli, 'decompress', str(vqz_file)) == 2
   assert 'exists' in capsys.readouterr().err and open(src, 'rb').read() == original
-  tiny_cli('decompress', str(vqz), '--force', '--verbose')
+  tiny_cli('decompress', str(vqz_file), '--force', '--verbose')
   out = capsys.readouterr().out
   assert 'from the registry' in out and os.path.abspath('p') in out and 'bpp' in out
   assert tiny_cli.loads == [(None, os.path.abspath('p'))]
   assert np.asarray(Image.open(src)).shape == (10, 13)
-  monkeypatch.setenv(model_registry.ENV, str(tmp_path / 'empty-cache'))
-  assert _exit_code(tiny_cli, 'decompress', str(vqz), '-o', str(tmp_path / 'x.png')) == 2
+  monkeypatch.setenv(registry.ENV, str(tmp_path / 'empty-cache'))
+  assert _exit_code(tiny_cli, 'decompress', str(vqz_file), '-o', str(tmp_path / 'x.png')) == 2
   assert 'no known model matches' in capsys.readouterr().err
 
 

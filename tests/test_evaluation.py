@@ -56,8 +56,8 @@ def test_gaussian_window_is_sigma_1_5_radius_5():
 def trained(tmp_path_factory):
   """A tiny VQ-VAE (EMA + restart) and prior trained on a 28x28 MNIST fixture."""
   from fixtures import write_mnist_folder  # pylint: disable=g-import-not-at-top
-  from vqvae_jax import prior_training, training  # pylint: disable=g-import-not-at-top
-  from vqvae_jax.config_utils import load_config, override  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.train import prior as prior_training, vqvae as vqvae_training  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.cli.config_files import load_config, override  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('evaluation')
   old = os.environ.get('VQVAE_CACHE_DIR')
   os.environ['VQVAE_CACHE_DIR'] = str(root / 'cache')
@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
   for key, value in [('data_folder', str(root / 'mnist')), ('max_steps', 4),
                      ('codebook', 'ema'), ('restart_after', 2)]:
     override(vq, key, value)
-  summary = training.train_vqvae(vq, str(root / 'vq'))
+  summary = vqvae_training.train_vqvae(vq, str(root / 'vq'))
   pc = load_config('prior:tiny')
   override(pc, 'model', str(root / 'vq'))
   override(pc, 'max_steps', 2)
@@ -81,7 +81,6 @@ def trained(tmp_path_factory):
 def test_evaluate_library_and_cli(trained, capsys):
   root, _ = trained
   from vqvae_jax import __main__ as cli  # pylint: disable=g-import-not-at-top
-  from vqvae_jax import prior_training, training  # pylint: disable=g-import-not-at-top
   result = evaluation.evaluate(str(root / 'vq'), prior_dir=str(root / 'prior'), split='test')
   assert result['n'] == 20 and result['split'] == 'test' and result['step'] == 4
   assert result['config']['codebook'] == 'ema' and result['config']['restart_after'] == 2
@@ -119,7 +118,6 @@ def test_evaluate_library_and_cli(trained, capsys):
   saved = json.load(open(out))
   assert saved['psnr'] == pytest.approx(result['psnr']) and saved['prior'] is not None
   assert os.path.getsize(root / 'grid.png') > 0
-  del prior_training, training
 
 
 def test_evaluate_errors(trained, tmp_path, capsys):
@@ -135,11 +133,12 @@ def test_evaluate_errors(trained, tmp_path, capsys):
 
 def test_small_images_have_no_ssim_but_the_other_metrics():
   """Images under SSIM's 11-pixel window (8x8 here) are evaluated without SSIM."""
-  from vqvae_jax import data, models  # pylint: disable=g-import-not-at-top
+  from vqvae_jax import data  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.models import vqvae  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   ds = data.Dataset(rng.integers(0, 256, (5, 8, 8, 1), dtype=np.uint8),
                     np.zeros((5,), np.int32), ('a',))
-  model = models.VQVAE(channels=1, hidden=8, k=4)
+  model = vqvae.VQVAE(channels=1, hidden=8, k=4)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   metrics, codes = evaluation.reconstruction_metrics(model, variables, ds, batch_size=2)
   assert metrics['ssim'] is None and codes.shape == (5, 2, 2)

@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vqvae_jax import integer_prior as ip
-from vqvae_jax import prior_coding
-from vqvae_jax.prior import GatedPixelCNN
+from vqvae_jax.codec import entropy, integer_prior as ip
+from vqvae_jax.models.prior import GatedPixelCNN
 
 K, CLASSES, HIDDEN, LAYERS = 32, 3, 16, 4
 SHAPE = (5, 6)
@@ -58,7 +57,7 @@ def _gate(t, tanh, sig):
 
 def reference_logits(iprior, codes, labels):
   """The integer network written out position by position from the windows
-  in `vqvae_jax.prior`'s docstring: codes [B, h, w] -> logits [B, h, w, K]."""
+  in `vqvae_jax.models.prior`'s docstring: codes [B, h, w] -> logits [B, h, w, K]."""
   a = {k: np.asarray(v, np.int64) for k, v in iprior.arrays.items()}
   tanh, sig = (t.astype(np.int64) for t in ip.gate_tables())
   b, hh, ww = codes.shape
@@ -167,31 +166,31 @@ def test_save_load_keeps_the_fingerprint_and_any_change_alters_it(tmp_path):
 
 def test_batched_coder_round_trip_and_label_choice():
   _, _, iprior, arrays, codes, labels = _model()
-  coded = prior_coding.encode_batch(iprior, arrays, codes[:10])
+  coded = entropy.encode_batch(iprior, arrays, codes[:10])
   payloads, used = [c[0] for c in coded], [c[1] for c in coded]
   # The chosen label has the fewest bits under the integer tables, up to the
   # float proxy used to choose (a small fraction of a bit per grid).
-  _, every = prior_coding.integer_logits(
+  _, every = entropy.integer_logits(
       iprior, arrays, np.repeat(codes[:10], CLASSES, axis=0), np.tile(np.arange(CLASSES), 10))
-  freqs = prior_coding.frequencies_from_logits(np.asarray(every))
+  freqs = entropy.frequencies_from_logits(np.asarray(every))
   freqs = freqs.reshape(10, CLASSES, -1, K)
-  bits = np.array([prior_coding.table_bits(freqs[n], codes[n]) for n in range(10)])
+  bits = np.array([entropy.table_bits(freqs[n], codes[n]) for n in range(10)])
   assert np.all(bits[np.arange(10), used] <= bits.min(axis=1) + 0.5)
   # Payload length follows the ideal length (range coder overhead < 32 bits).
   for n, p in enumerate(payloads):
     assert 8 * len(p) <= bits[n, used[n]] + 32
-  got, errors = prior_coding.decode_batch(iprior, arrays, payloads, SHAPE, used)
+  got, errors = entropy.decode_batch(iprior, arrays, payloads, SHAPE, used)
   assert errors == [None] * 10
   np.testing.assert_array_equal(got, codes[:10])
   # Fixed labels, decoded in another batch composition.
-  coded = prior_coding.encode_batch(iprior, arrays, codes[:4], labels[:4])
+  coded = entropy.encode_batch(iprior, arrays, codes[:4], labels[:4])
   assert [c[1] for c in coded] == labels[:4].tolist()
-  got, _ = prior_coding.decode_batch(iprior, arrays, [c[0] for c in coded][::-1], SHAPE,
+  got, _ = entropy.decode_batch(iprior, arrays, [c[0] for c in coded][::-1], SHAPE,
                                      labels[:4][::-1])
   np.testing.assert_array_equal(got, codes[:4][::-1])
 
 
 def test_decode_batch_refuses_labels_out_of_range():
   _, _, iprior, arrays, _, _ = _model()
-  with pytest.raises(prior_coding.FormatError, match='labels'):
-    prior_coding.decode_batch(iprior, arrays, [b'\x01\x02'], SHAPE, [CLASSES])
+  with pytest.raises(entropy.FormatError, match='labels'):
+    entropy.decode_batch(iprior, arrays, [b'\x01\x02'], SHAPE, [CLASSES])

@@ -1,4 +1,4 @@
-"""Every convolution formulation in vqvae_jax.layers equals its reference.
+"""Every convolution formulation in vqvae_jax.models.formulations equals its reference.
 
 Checked in float64 (jax.enable_x64) on random inputs: values and gradients
 w.r.t. input, kernel and bias, for a random upstream gradient. Tolerance
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vqvae_jax import layers, models
+from vqvae_jax.models import formulations, layers, vqvae
 
 ATOL64 = 1e-10
 # (B, H, W, Ci, Co): odd sizes (7, 5), H != W, Ci != Co, 1 and 3 channels.
@@ -52,35 +52,35 @@ def _cases(table, shapes):
   return [(impl, s) for impl in sorted(table) if impl != 'reference' for s in shapes]
 
 
-@pytest.mark.parametrize('impl,shape', _cases(layers.DOWN_IMPLS, DOWN_SHAPES))
+@pytest.mark.parametrize('impl,shape', _cases(formulations.DOWN_IMPLS, DOWN_SHAPES))
 def test_down_float64(impl, shape):
   with jax.enable_x64(True):
-    _check(layers.DOWN_IMPLS[impl], layers.reference_down, shape, 4, jnp.float64, ATOL64)
+    _check(formulations.DOWN_IMPLS[impl], formulations.reference_down, shape, 4, jnp.float64, ATOL64)
 
 
-@pytest.mark.parametrize('impl,shape', _cases(layers.UP_IMPLS, UP_SHAPES))
+@pytest.mark.parametrize('impl,shape', _cases(formulations.UP_IMPLS, UP_SHAPES))
 def test_up_float64(impl, shape):
   with jax.enable_x64(True):
-    _check(layers.UP_IMPLS[impl], layers.reference_up, shape, 4, jnp.float64, ATOL64)
+    _check(formulations.UP_IMPLS[impl], formulations.reference_up, shape, 4, jnp.float64, ATOL64)
 
 
-@pytest.mark.parametrize('impl,shape', _cases(layers.CONV3X3_IMPLS, CONV3_SHAPES))
+@pytest.mark.parametrize('impl,shape', _cases(formulations.CONV3X3_IMPLS, CONV3_SHAPES))
 def test_conv3x3_float64(impl, shape):
   with jax.enable_x64(True):
-    _check(layers.CONV3X3_IMPLS[impl], layers.reference_conv3x3, shape, 3, jnp.float64, ATOL64)
+    _check(formulations.CONV3X3_IMPLS[impl], formulations.reference_conv3x3, shape, 3, jnp.float64, ATOL64)
 
 
 def test_conv1x1_float64():
   with jax.enable_x64(True):
     ref = lambda x, k, b: jax.lax.conv_general_dilated(  # noqa: E731
         x, k, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + b
-    _check(layers.conv1x1, ref, (2, 7, 5, 3, 4), 1, jnp.float64, ATOL64)
+    _check(formulations.conv1x1, ref, (2, 7, 5, 3, 4), 1, jnp.float64, ATOL64)
 
 
 @pytest.mark.parametrize('table,ref,ks,shape', [
-    (layers.DOWN_IMPLS, layers.reference_down, 4, (2, 14, 14, 16, 24)),
-    (layers.UP_IMPLS, layers.reference_up, 4, (2, 7, 7, 24, 16)),
-    (layers.CONV3X3_IMPLS, layers.reference_conv3x3, 3, (2, 7, 7, 16, 16)),
+    (formulations.DOWN_IMPLS, formulations.reference_down, 4, (2, 14, 14, 16, 24)),
+    (formulations.UP_IMPLS, formulations.reference_up, 4, (2, 7, 7, 24, 16)),
+    (formulations.CONV3X3_IMPLS, formulations.reference_conv3x3, 3, (2, 7, 7, 16, 16)),
 ])
 def test_float32_close(table, ref, ks, shape):
   # Values are sums of 16-400 products of N(0, 1) terms: |y| ~ 10-20.
@@ -93,8 +93,8 @@ def test_float32_close(table, ref, ks, shape):
     (layers.UpConv, 20, (2, 3, 3, 20), 4), (layers.UpConv, 3, (2, 6, 6, 4), 4)])
 def test_modules_params_and_function(module, features, shape, ks):
   """Default ('auto') modules keep the kernel/bias convention and equal the reference."""
-  ref = {layers.DownConv: layers.reference_down, layers.UpConv: layers.reference_up,
-         layers.Conv3x3: layers.reference_conv3x3}[module]
+  ref = {layers.DownConv: formulations.reference_down, layers.UpConv: formulations.reference_up,
+         layers.Conv3x3: formulations.reference_conv3x3}[module]
   x = jax.random.normal(jax.random.PRNGKey(1), shape)
   m = module(features)
   v = m.init(jax.random.PRNGKey(0), x)
@@ -145,9 +145,9 @@ def test_auto_impls_per_backend():
 
 @pytest.mark.parametrize('backend', ['cpu', 'gpu'])
 def test_choose_and_overrides(backend):
-  refs = {'down': layers.reference_down, 'up': layers.reference_up,
-          'conv3x3': layers.reference_conv3x3}
-  tables = {'down': layers.DOWN_IMPLS, 'up': layers.UP_IMPLS, 'conv3x3': layers.CONV3X3_IMPLS}
+  refs = {'down': formulations.reference_down, 'up': formulations.reference_up,
+          'conv3x3': formulations.reference_conv3x3}
+  tables = {'down': formulations.DOWN_IMPLS, 'up': formulations.UP_IMPLS, 'conv3x3': formulations.CONV3X3_IMPLS}
   for kind, narrow in (('down', False), ('down', True), ('up', False), ('up', True),
                        ('conv3x3', False)):
     table = tables[kind]
@@ -157,11 +157,11 @@ def test_choose_and_overrides(backend):
     if backend != 'cpu':
       assert auto is refs[kind]
   over = (('up', 'sub2_conv'),)
-  assert layers.choose('up', False, overrides=over, backend=backend) is layers.up_sub2_conv
+  assert layers.choose('up', False, overrides=over, backend=backend) is formulations.up_sub2_conv
   # Only the named kind changes; an explicit impl wins over the table.
   assert layers.choose('up', True, overrides=over, backend=backend) is \
       layers.choose('up', True, backend=backend)
-  assert layers.choose('up', False, 'col2im', over, backend) is layers.up_col2im
+  assert layers.choose('up', False, 'col2im', over, backend) is formulations.up_col2im
   assert layers.effective_impls(over, backend)['up'] == 'sub2_conv'
 
 
@@ -182,7 +182,7 @@ def test_model_override_same_params_and_outputs():
   with jax.enable_x64(True):
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 8, 12, 1)))
     kw = dict(channels=1, hidden=20, k=6, dtype=jnp.float64)
-    base, over = models.VQVAE(**kw), models.VQVAE(**kw, impls=OVERRIDES)
+    base, over = vqvae.VQVAE(**kw), vqvae.VQVAE(**kw, impls=OVERRIDES)
     v = jax.jit(base.init)(jax.random.key(0), x)
     # Same names, shapes and dtypes (so the same initial values: they depend on those only).
     shapes = [jax.eval_shape(m.init, jax.random.key(0), x) for m in (base, over)]
@@ -190,7 +190,7 @@ def test_model_override_same_params_and_outputs():
 
     def forward(m, v, x):
       out, upd = m.apply(v, x, train=True, mutable=['batch_stats'])
-      return out, upd, m.apply(v, out.indices, method=models.VQVAE.decode)
+      return out, upd, m.apply(v, out.indices, method=vqvae.VQVAE.decode)
 
     assert str(jax.make_jaxpr(functools.partial(forward, base))(v, x)) != \
         str(jax.make_jaxpr(functools.partial(forward, over))(v, x))

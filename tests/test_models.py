@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vqvae_jax.errors import UserError
-from vqvae_jax.models import VQVAE
+from vqvae_jax.models.vqvae import VQVAE
 
 
 @pytest.mark.parametrize('channels,count', [(1, 4_865_793), (3, 4_882_179)])

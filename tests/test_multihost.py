@@ -85,8 +85,8 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
     compared += 1
   assert compared > 10
   # Checkpoints were written once, to one folder, and restore to the same parameters.
-  from vqvae_jax import training  # pylint: disable=g-import-not-at-top
-  _, variables, meta = training.restore_vqvae(str(tmp_path / 'two'), which='latest')
+  from vqvae_jax import runs  # pylint: disable=g-import-not-at-top
+  _, variables, meta = runs.restore_vqvae(str(tmp_path / 'two'), which='latest')
   assert meta['step'] == 3
   assert np.array_equal(variables['params']['codebook'], p0["['codebook']"])
   # Logs come from process 0 only: one metrics file, one row per (step, split).

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from vqvae_jax import optim
-from vqvae_jax.config_utils import load_config, override
+from vqvae_jax.cli.config_files import load_config, override
 from vqvae_jax.errors import UserError
 
 

@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vqvae_jax import prior_training, training
-from vqvae_jax.config_utils import load_config, override
-from vqvae_jax.loop import AXIS, replicate
+from vqvae_jax import runs, states
+from vqvae_jax.cli.config_files import load_config, override
+from vqvae_jax.train import prior as prior_training, vqvae as vqvae_training
+from vqvae_jax.train.loop import AXIS, replicate
 
 
 def _images(n, seed=0):
@@ -23,10 +24,10 @@ def _images(n, seed=0):
 def _vq_losses(precision, steps=6):
   config = load_config('mnist:tiny')
   override(config, 'precision', precision)
-  model = training.make_model(config, axis_name=AXIS)
-  state = training.create_train_state(jax.random.key(0), model, (8, 8, 1), 1e-3)
+  model = runs.make_model(config, axis_name=AXIS)
+  state = states.create_train_state(jax.random.key(0), model, (8, 8, 1), 1e-3)
   devices = jax.local_devices()[:1]
-  step = jax.pmap(functools.partial(training.train_step, model=model, beta=1.0),
+  step = jax.pmap(functools.partial(vqvae_training.train_step, model=model, beta=1.0),
                   axis_name=AXIS, devices=devices)
   rstate = replicate(state, devices)
   losses = []
@@ -47,7 +48,7 @@ def test_vqvae_bfloat16_training_is_finite_and_close_to_float32():
   # and it computes in bfloat16 (the encoder output dtype)
   config = load_config('mnist:tiny')
   override(config, 'precision', 'bfloat16')
-  model = training.make_model(config)
+  model = runs.make_model(config)
   variables = {'params': jax.tree.map(lambda x: x[0], rstate.params),
                'batch_stats': jax.tree.map(lambda x: x[0], rstate.batch_stats)}
   out = model.apply(variables, jnp.zeros((1, 8, 8, 1)))
@@ -62,8 +63,8 @@ def test_prior_bfloat16_training_is_finite_and_close_to_float32():
   for precision in ('float32', 'bfloat16'):
     config = load_config('prior:tiny')
     override(config, 'precision', precision)
-    model = prior_training.make_prior(config, 16, 3, training=True)
-    state = prior_training.create_prior_state(jax.random.key(0), model, (5, 5), 3e-3)
+    model = runs.make_prior(config, 16, 3, training=True)
+    state = states.create_prior_state(jax.random.key(0), model, (5, 5), 3e-3)
     devices = jax.local_devices()[:1]
     step = jax.pmap(functools.partial(prior_training.prior_train_step, model=model),
                     axis_name=AXIS, devices=devices)
@@ -84,7 +85,7 @@ def test_unknown_precision_is_a_user_error():
   config = load_config('prior:tiny')
   override(config, 'precision', 'float16')
   with pytest.raises(UserError, match='precision must be one of'):
-    prior_training.make_prior(config, 16, 3)
+    runs.make_prior(config, 16, 3)
 
 
 def test_bfloat16_trained_vqvae_restores_for_float32_inference(tmp_path, monkeypatch):
@@ -98,8 +99,8 @@ def test_bfloat16_trained_vqvae_restores_for_float32_inference(tmp_path, monkeyp
   for key, value in [('data_folder', str(tmp_path / 'mnist')), ('max_steps', 2),
                      ('precision', 'bfloat16')]:
     override(config, key, value)
-  training.train_vqvae(config, str(tmp_path / 'vq'))
-  model, variables, meta = training.restore_vqvae(str(tmp_path / 'vq'), which='latest')
+  vqvae_training.train_vqvae(config, str(tmp_path / 'vq'))
+  model, variables, meta = runs.restore_vqvae(str(tmp_path / 'vq'), which='latest')
   assert meta['config']['precision'] == 'bfloat16'
   assert model.dtype == jnp.float32
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from fixtures import train_tiny_stages
-from vqvae_jax import __main__ as cli
-from vqvae_jax import checkpoints, compression, evaluation, pretrained, prior_training, training
+from vqvae_jax import __main__ as cli, checkpoints, evaluation, export, pretrained, runs
+from vqvae_jax.codec import compression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = sorted(p for p in glob.glob(os.path.join(ROOT, 'pretrained', '*'))
@@ -53,13 +53,13 @@ def _leaves_equal(a, b):
 
 def test_export_restores_the_runs_inference_variables(exported):
   _, vq, prior, ship = exported
-  _, run_vars, run_meta = training.restore_vqvae(vq)
-  _, vars_, meta = training.restore_vqvae(ship)
+  _, run_vars, run_meta = runs.restore_vqvae(vq)
+  _, vars_, meta = runs.restore_vqvae(ship)
   _leaves_equal(run_vars, vars_)
   assert meta['class_names'] == run_meta['class_names']
   assert meta['step'] == run_meta['step'] and meta['config']['k'] == run_meta['config']['k']
-  _, run_params, _ = prior_training.restore_prior(prior)
-  _, params, prior_meta = prior_training.restore_prior(ship + '-prior')
+  _, run_params, _ = runs.restore_prior(prior)
+  _, params, prior_meta = runs.restore_prior(ship + '-prior')
   _leaves_equal(run_params, params)
   # The prior finds its VQ-VAE beside itself, wherever the pair is.
   assert prior_meta['config']['model'] == os.path.abspath(ship)
@@ -71,7 +71,7 @@ def test_moved_pair_still_works(exported, tmp_path):
   _, _, _, ship = exported
   dest = tmp_path / 'elsewhere'
   shutil.copytree(os.path.dirname(ship), dest)
-  _, _, meta = prior_training.restore_prior(str(dest / 'tiny-prior'))
+  _, _, meta = runs.restore_prior(str(dest / 'tiny-prior'))
   assert meta['config']['model'] == str(dest / 'tiny')
 
 
@@ -82,7 +82,7 @@ def test_recorded_results_match_a_fresh_evaluation(exported):
       'data_folder'] == ''
   fresh = evaluation.evaluate(vq)
   assert recorded['test']['psnr'] == pytest.approx(fresh['psnr'], abs=1e-4)
-  assert recorded['slice']['n'] == min(pretrained.SLICE, fresh['n'])
+  assert recorded['slice']['n'] == min(export.SLICE, fresh['n'])
   prior_rec = pretrained.results(ship + '-prior')['test']
   assert prior_rec['bits_per_code'] > 0 and prior_rec['unigram_bits_per_code'] > 0
 
@@ -97,8 +97,8 @@ def test_commands_take_pretrained_folders(exported, tmp_path, capsys):
   cli.main(['evaluate', '--prior', ship + '-prior', '--per-class', '0', '--data-folder', data])
   assert 'prior NLL (bits/code)' in capsys.readouterr().out
   assert sorted(os.listdir(ship)) == ['model.json', 'params.npz']  # nothing written there
-  _, _, meta = training.restore_vqvae(ship)
-  images = training.load_split(evaluation.run_config(meta, data), 'test').images[:3]
+  _, _, meta = runs.restore_vqvae(ship)
+  images = runs.load_split(runs.run_config(meta, data), 'test').images[:3]
   os.makedirs(tmp_path / 'in')
   for i, image in enumerate(images):
     Image.fromarray(image[..., 0]).save(tmp_path / 'in' / f'im{i}.png')
@@ -139,14 +139,14 @@ def test_wrong_kind_and_version_are_refused(exported, tmp_path):
   _, _, _, ship = exported
   from vqvae_jax.errors import UserError
   with pytest.raises(UserError, match='pretrained vqvae, not a prior'):
-    prior_training.restore_prior(ship)
+    runs.restore_prior(ship)
   bad = tmp_path / 'v9'
   shutil.copytree(ship, bad)
   record = json.loads((bad / 'model.json').read_text())
   record['version'] = 9
   (bad / 'model.json').write_text(json.dumps(record))
   with pytest.raises(UserError, match='format version 9'):
-    training.restore_vqvae(str(bad))
+    runs.restore_vqvae(str(bad))
 
 
 def test_export_replaces_a_folder_only_when_complete(exported, monkeypatch):
@@ -156,7 +156,7 @@ def test_export_replaces_a_folder_only_when_complete(exported, monkeypatch):
   def fail(*args, **kwargs):
     raise OSError('disk full')
   monkeypatch.setattr(pretrained.fileio, 'write_json', fail)
-  _, variables, meta = training.restore_vqvae(vq)
+  _, variables, meta = runs.restore_vqvae(vq)
   with pytest.raises(OSError):
     pretrained.save(ship, 'vqvae', meta, variables)
   with open(before[0], 'rb') as f:
@@ -170,19 +170,19 @@ def test_shipped_weights_reproduce_their_test_psnr(folder):
   real data set (skipped where that data is missing; VQVAE_REQUIRE_DATA=1
   makes that a failure), within 0.05 dB of the PSNR recorded at export."""
   from vqvae_jax.errors import UserError
-  model, variables, meta = training.restore_vqvae(folder)
+  model, variables, meta = runs.restore_vqvae(folder)
   try:
-    ds = training.load_split(evaluation.run_config(meta), 'test')
+    ds = runs.load_split(runs.run_config(meta), 'test')
   except UserError as e:
     if os.environ.get('VQVAE_REQUIRE_DATA') == '1':
       raise
     pytest.skip(f'no real test data here: {e}')
   recorded = pretrained.results(folder)['slice']
-  got = pretrained.slice_psnr(model, variables, ds, recorded['n'])
+  got = export.slice_psnr(model, variables, ds, recorded['n'])
   assert got['psnr'] == pytest.approx(recorded['psnr'], abs=0.05)
   prior = folder + '-prior'
   if os.path.isdir(prior):
-    _, _, prior_meta = prior_training.restore_prior(prior)
+    _, _, prior_meta = runs.restore_prior(prior)
     assert prior_meta['vqvae_fingerprint'] == checkpoints.vqvae_fingerprint(variables)
     assert os.path.exists(os.path.join(prior, compression.CODER_FILE))
 
@@ -194,9 +194,9 @@ def test_python_api_on_pretrained_and_run_folders(exported):
   import vqvae_jax
   root, vq, prior, ship = exported
   data = str(root / 'mnist')
-  images = training.load_split(evaluation.run_config(training.restore_vqvae(vq)[2], data),
+  images = runs.load_split(runs.run_config(runs.restore_vqvae(vq)[2], data),
                                'test').images[:4]
-  model, variables, _ = training.restore_vqvae(vq)
+  model, variables, _ = runs.restore_vqvae(vq)
   want = np.asarray(model.apply(variables, images.astype(np.float32) / 127.5 - 1.0,
                                 method=type(model).encode))
   for folder in (ship + '-prior', prior):

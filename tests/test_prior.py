@@ -1,4 +1,4 @@
-"""Tests of vqvae_jax.prior: shapes, causality (Jacobian), conditioning, loss, bits."""
+"""Tests of vqvae_jax.models.prior: shapes, causality (Jacobian), conditioning, loss, bits."""
 import functools
 import math
 
@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from vqvae_jax import prior
-from vqvae_jax.prior import GatedPixelCNN
+from vqvae_jax.models import prior
+from vqvae_jax.models.prior import GatedPixelCNN
 
 # Parameters of the PyTorch reference for K=512, 10 classes, 15 layers, dim 64.
 REFERENCE_PARAMS = 1_841_472

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from fixtures import folder_snapshot, train_tiny_stages
-from vqvae_jax import checkpoints, data, integer_prior, prior_training, training
-from vqvae_jax.config_utils import load_config
-from vqvae_jax.prior import cross_entropy
+from vqvae_jax import checkpoints, data, runs as run_lib, states
+from vqvae_jax.cli.config_files import load_config
+from vqvae_jax.codec import integer_prior
+from vqvae_jax.models.prior import cross_entropy
+from vqvae_jax.train import prior as prior_training
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +31,7 @@ def runs(tmp_path_factory):
 
 def test_codes_are_cached_and_equal_the_encoder(runs):
   root, vq, _ = runs
-  model, variables, meta = training.restore_vqvae(str(root / 'vq'))
+  model, variables, meta = run_lib.restore_vqvae(str(root / 'vq'))
   assert meta['class_names'][0] == '0'
   with np.load(root / 'prior' / 'codes' / 'test.npz') as f:
     codes, labels = f['codes'], f['labels']
@@ -48,7 +50,7 @@ def test_test_nll_is_reported_and_matches_the_restored_prior(runs):
   # bits per dim = bits per image / (28 * 28 * 1); bits per image = 49 * bits per code
   assert test['bits_per_dim'] == pytest.approx(test['bits_per_code'] * 49 / 784, rel=1e-6)
   assert 0 < test['bits_per_code'] < 2 * math.log2(16)
-  prior, params, meta = prior_training.restore_prior(str(root / 'prior'))
+  prior, params, meta = run_lib.restore_prior(str(root / 'prior'))
   assert meta['k'] == 16 and meta['grid'] == [7, 7] and meta['step'] == test['step']
   with np.load(root / 'prior' / 'codes' / 'test.npz') as f:
     codes, labels = f['codes'], f['labels']
@@ -59,7 +61,7 @@ def test_test_nll_is_reported_and_matches_the_restored_prior(runs):
   assert np.array_equal(coder.arrays['source'],
                         np.frombuffer(checkpoints.params_digest(params), np.uint8))
   # the latest checkpoint holds exactly the parameters training ended with
-  _, latest, latest_meta = prior_training.restore_prior(str(root / 'prior'), which='latest')
+  _, latest, latest_meta = run_lib.restore_prior(str(root / 'prior'), which='latest')
   assert latest_meta['step'] == result['step']
   final = jax.tree.map(lambda x: np.asarray(x[0]), result['state'].params)
   for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(latest)):
@@ -161,15 +163,15 @@ def test_refused_runs_leave_the_output_folder_as_it_was(runs, tmp_path, capsys):
 def test_evaluate_keeps_codes_above_255_and_matches_a_direct_computation():
   """Regression: evaluation batches once cast int32 codes to uint8 (K = 512 broke)."""
   import functools  # pylint: disable=g-import-not-at-top
-  from vqvae_jax.loop import AXIS, replicate  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.train.loop import AXIS, replicate  # pylint: disable=g-import-not-at-top
   k, grid = 512, (3, 4)
   rng = np.random.default_rng(0)
   codes = rng.integers(256, 512, size=(7,) + grid).astype(np.int32)  # all above 255
   labels = rng.integers(0, 3, 7).astype(np.int32)
   codeset = prior_training.CodeSet(codes, labels, ('a', 'b', 'c'))
   config = load_config('prior:tiny')
-  model = prior_training.make_prior(config, k, 3)
-  state = prior_training.create_prior_state(jax.random.key(0), model, grid, 1e-3)
+  model = run_lib.make_prior(config, k, 3)
+  state = states.create_prior_state(jax.random.key(0), model, grid, 1e-3)
   p_eval = jax.pmap(functools.partial(prior_training.prior_eval_step, model=model),
                     axis_name=AXIS)
   got = prior_training.evaluate(replicate(state), codeset, 4, p_eval, (12, 16, 1))

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vqvae_jax import quantizer
+from vqvae_jax.models import quantizer
 
 
 def _brute_force(x, codebook):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, features
 
 from benchmarks import rate_distortion, rd_codecs, rd_plot
-from vqvae_jax import compression
+from vqvae_jax.codec import compression
 
 PSNRS = np.array([20.0, 23.0, 26.0, 29.0, 32.0])
 
@@ -126,9 +126,9 @@ def tiny_point():
   """An untrained 1-channel codec (hidden 8, K 16, 3 classes) for 8x8 images."""
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from vqvae_jax import integer_prior  # pylint: disable=g-import-not-at-top
-  from vqvae_jax.models import VQVAE  # pylint: disable=g-import-not-at-top
-  from vqvae_jax.prior import GatedPixelCNN  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.codec import integer_prior  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.models.vqvae import VQVAE  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.models.prior import GatedPixelCNN  # pylint: disable=g-import-not-at-top
   model = VQVAE(channels=1, hidden=8, k=16)
   variables = model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32))
   prior = GatedPixelCNN(num_codes=16, num_classes=3, hidden=8, num_layers=2, head_hidden=16)

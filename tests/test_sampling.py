@@ -1,4 +1,4 @@
-"""Tests of vqvae_jax.sampling: determinism, fast sampler == plain sampler."""
+"""Tests of vqvae_jax.models.sampling: determinism, fast sampler == plain sampler."""
 import functools
 
 import jax
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vqvae_jax import sampling
-from vqvae_jax.prior import GatedPixelCNN
+from vqvae_jax.models import sampling
+from vqvae_jax.models.prior import GatedPixelCNN
 
 K = 16
 MODEL = GatedPixelCNN(num_codes=K, num_classes=3, hidden=8, num_layers=2, head_hidden=16)

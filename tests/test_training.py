@@ -15,18 +15,19 @@ import optax
 import pytest
 
 from fixtures import folder_snapshot, write_mnist_folder
-from vqvae_jax import optim, training
+from vqvae_jax import optim, runs, states
 from vqvae_jax.checkpoints import Checkpointer
-from vqvae_jax.config_utils import load_config, override
-from vqvae_jax.loop import AXIS, replicate
+from vqvae_jax.cli.config_files import load_config, override
+from vqvae_jax.train import vqvae as vqvae_training
+from vqvae_jax.train.loop import AXIS, replicate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tiny_state(image_shape=(8, 8, 1), lr=1e-3):
   config = load_config('fashion_mnist:tiny')
-  model = training.make_model(config, axis_name=AXIS)
-  state = training.create_train_state(jax.random.key(0), model, image_shape, lr)
+  model = runs.make_model(config, axis_name=AXIS)
+  state = states.create_train_state(jax.random.key(0), model, image_shape, lr)
   return model, state
 
 
@@ -41,7 +42,7 @@ def _images(n, size=8, channels=1, seed=0):
 
 
 def _pmap_steps(model, state, batches, devices):
-  step = jax.pmap(functools.partial(training.train_step, model=model, beta=1.0),
+  step = jax.pmap(functools.partial(vqvae_training.train_step, model=model, beta=1.0),
                   axis_name=AXIS, devices=devices)
   rstate = replicate(state, devices)
   n = len(devices)
@@ -57,7 +58,7 @@ def test_pmap_two_devices_equals_one_device_whole_batch():
   model, state = _tiny_state()
   # Plain SGD: Adam would turn float noise in the (mathematically zero) gradients
   # of conv biases followed by BatchNorm into full-size steps of either sign.
-  state = training.TrainState.create(apply_fn=state.apply_fn, params=state.params,
+  state = states.TrainState.create(apply_fn=state.apply_fn, params=state.params,
                                      batch_stats=state.batch_stats, tx=optax.sgd(0.1))
   batches = [_images(8, seed=s) for s in range(3)]
   one, m1 = _pmap_steps(model, state, batches, jax.local_devices()[:1])
@@ -79,7 +80,7 @@ def test_pmap_two_devices_equals_one_device_whole_batch():
 
 def test_tiny_training_lowers_the_loss():
   model, state = _tiny_state(lr=3e-3)
-  step = jax.pmap(functools.partial(training.train_step, model=model, beta=1.0),
+  step = jax.pmap(functools.partial(vqvae_training.train_step, model=model, beta=1.0),
                   axis_name=AXIS, devices=jax.local_devices()[:1])
   rstate = replicate(state, jax.local_devices()[:1])
   x = _images(16)[None]
@@ -94,8 +95,8 @@ def test_checkpoint_round_trip_gives_identical_loss(tmp_path):
   model, state = _tiny_state()
   state, _ = _pmap_steps(model, state, [_images(8)], jax.local_devices()[:1])
   x = _images(4, seed=7)
-  plain = training.make_model(load_config('fashion_mnist:tiny'))  # no pmap axis
-  loss = functools.partial(training.loss_fn, model=plain, beta=1.0)
+  plain = runs.make_model(load_config('fashion_mnist:tiny'))  # no pmap axis
+  loss = functools.partial(vqvae_training.loss_fn, model=plain, beta=1.0)
   want = loss(state.params, state.batch_stats, x)[0]
   ckpt = Checkpointer(str(tmp_path / 'ck'))
   ckpt.save(1, {'state': flax.serialization.to_state_dict(state)}, {'kind': 'test'})
@@ -122,7 +123,7 @@ def _env(tmp_path):
 
 
 def _final_params(workdir):
-  _, variables, meta = training.restore_vqvae(str(workdir), which='latest')
+  _, variables, meta = runs.restore_vqvae(str(workdir), which='latest')
   return variables, meta
 
 
@@ -249,7 +250,7 @@ def test_codebook_sizes_the_file_format_cannot_store_are_refused(tmp_path, capsy
   config = load_config('mnist:tiny')
   for k in (2, 65535):  # the limits themselves are fine
     config.k = k
-    training.check_config(config)
+    vqvae_training.check_config(config)
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path, capsys, monkeypatch):
@@ -304,9 +305,9 @@ def test_checkpoint_of_an_older_version_restores_and_resumes(tmp_path, capsys, m
   old = {k: v for k, v in config.to_dict().items() if k not in new_keys}
   old.update(restart_after=0, codebook_init='uniform')
   # The old state: parameters, BatchNorm statistics, steps-unused counters, optax.adam.
-  model = training.make_model(config)
+  model = runs.make_model(config)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False)
-  state = training.TrainState.create(
+  state = states.TrainState.create(
       apply_fn=model.apply, params=variables['params'], batch_stats=variables['batch_stats'],
       codebook_state={'unused': jnp.zeros((config.k,), jnp.int32)}, tx=optax.adam(config.lr))
   state = state.apply_gradients(grads=jax.tree.map(jnp.ones_like, state.params))
@@ -320,7 +321,7 @@ def test_checkpoint_of_an_older_version_restores_and_resumes(tmp_path, capsys, m
              'image_shape': [28, 28, 1], 'step': 1, 'epoch': 0, 'valid': None})
   ckpt.wait()
   ckpt.close()
-  _, restored, meta = training.restore_vqvae(str(workdir))
+  _, restored, meta = runs.restore_vqvae(str(workdir))
   assert meta['step'] == 1
   for a, b in zip(jax.tree.leaves(restored['params']), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)

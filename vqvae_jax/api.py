@@ -16,27 +16,13 @@ fixed-width method) or of a prior (its VQ-VAE is the one it was trained on).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
-from vqvae_jax import compression, pretrained
+from vqvae_jax import evaluation, runs
+from vqvae_jax.codec import compression
 from vqvae_jax.errors import UserError
-
-
-def folder_kind(folder: str) -> str:
-  """'vqvae' or 'prior': what a run or pretrained folder holds."""
-  if pretrained.is_pretrained(folder):
-    return pretrained.read_record(folder)['kind']
-  from vqvae_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  ckpt = checkpoints.Checkpointer(os.path.join(folder, 'checkpoints'), read_only=True)
-  try:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise UserError(f'{folder} holds no trained model (no checkpoint, no {pretrained.MODEL_FILE})')
-    return ckpt.restore_meta(max(steps)).get('kind')
-  finally:
-    ckpt.close()
+from vqvae_jax.models import sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +52,6 @@ class Model:
   def sample(self, labels, key, temperature: float = 1.0, grid=None) -> np.ndarray:
     """Class-conditional samples: labels [N] (indices or class names) -> uint8
     images [N, H, W, C]; `grid` (h, w) of codes defaults to the prior's."""
-    from vqvae_jax import sampling  # pylint: disable=g-import-not-at-top
     self._need_prior('sample')
     index = np.asarray([compression.resolve_label(self.codec, l) for l in labels], np.int32)
     grid = tuple(grid or self.grid)
@@ -87,7 +72,6 @@ class Model:
   def evaluate(self, split: str = 'test', per_class: int = 0, data_folder: str | None = None):
     """Reconstruction metrics (and the prior's NLL, class consistency from
     `per_class` samples a class) on a split of the real data set."""
-    from vqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
     return evaluation.evaluate(self.model_dir, split=split, prior_dir=self.prior_dir,
                                data_folder=data_folder, consistency_per_class=per_class)
 
@@ -98,9 +82,8 @@ class Model:
 
 def load(folder: str) -> Model:
   """A run or pretrained folder of a VQ-VAE or of a prior -> Model."""
-  if folder_kind(folder) == 'prior':
-    from vqvae_jax import prior_training  # pylint: disable=g-import-not-at-top
-    meta = prior_training.restore_prior(folder)[2]
+  if runs.folder_kind(folder) == 'prior':
+    meta = runs.restore_prior(folder)[2]
     model_dir = meta['config']['model']
     return Model(compression.load_codec(model_dir, folder), model_dir, folder,
                  tuple(meta['grid']))

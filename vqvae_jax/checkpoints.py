@@ -26,6 +26,7 @@ import flax.serialization
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from vqvae_jax.errors import UserError
@@ -239,7 +240,6 @@ def set_aside(directory: str, steps, dest: str) -> None:
       os.replace(os.path.join(directory, str(step)), target)
       _warn(f'moved the damaged checkpoint {directory}/{step} to {target}')
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices('vqvae_jax.checkpoints.set_aside')
 
 
@@ -253,13 +253,9 @@ def restore_run(workdir: str, kind: str, which: str, make_state):
   latest if none) or 'latest'; `make_state(meta) -> (model, state, epoch_sums)`
   builds the model and the templates (a flax struct and a pytree of arrays or
   `jax.ShapeDtypeStruct`s) from the saved meta. A damaged checkpoint is
-  reported and skipped: then the latest intact one is used. A pretrained
-  folder (`vqvae_jax.pretrained`) restores its inference fields only. Returns (model,
-  restored state, meta).
+  reported and skipped: then the latest intact one is used (`vqvae_jax.runs`
+  also takes pretrained folders). Returns (model, restored state, meta).
   """
-  from vqvae_jax import pretrained  # pylint: disable=g-import-not-at-top
-  if pretrained.is_pretrained(workdir):
-    return pretrained.restore(workdir, kind, make_state)
   name = _KIND_NAMES[kind]
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
 

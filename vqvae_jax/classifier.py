@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vqvae_jax import data
+from vqvae_jax import data, runs
 from vqvae_jax.data import cache
 from vqvae_jax.errors import UserError
 
@@ -158,12 +158,11 @@ def get(config, class_names, options: Options | None = None) -> Trained:
   Raises UserError when it cannot be trained: one class only (nothing to tell
   apart, e.g. Atari frames), or a split that cannot be loaded or relabelled.
   """
-  from vqvae_jax import training  # pylint: disable=g-import-not-at-top
   if len(class_names) < 2:
     raise UserError(f'{config.dataset} has {len(class_names)} class: class consistency '
                     'does not apply')
   options = options or Options(seed=int(config.seed))
-  train_ds = training.load_split(config, 'train')
+  train_ds = runs.load_split(config, 'train')
   train_labels = data.relabel(train_ds, class_names)
   key = cache_key(train_ds.images, train_labels, class_names, options)
   folder = os.path.join(cache.root(), 'classifiers', f'{config.dataset}-{key}')
@@ -172,7 +171,7 @@ def get(config, class_names, options: Options | None = None) -> Trained:
   if saved is not None:
     params, accuracy = saved
     return Trained(model, params, accuracy, folder, trained_now=False)
-  test_ds = training.load_split(config, 'test')
+  test_ds = runs.load_split(config, 'test')
   test_labels = data.relabel(test_ds, class_names)
   model, params = train(train_ds.images, train_labels, len(class_names), options)
   accuracy = float(np.mean(predict(model, params, test_ds.images) == test_labels))

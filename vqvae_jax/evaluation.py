@@ -14,7 +14,7 @@ Codebook: perplexity exp(H(p)) of the code frequencies over the split and the
 fraction (and number) of the K codes used at least once.
 
 Prior (optional): NLL of the split's code grids given their labels, in bits
-per code and in bits per image dimension (see `vqvae_jax.prior.bits_per_dim`
+per code and in bits per image dimension (see `vqvae_jax.models.prior.bits_per_dim`
 for what that number is and is not), and the class consistency of its samples:
 `per_class` samples of each class at temperature 1, keys from the prior's seed,
 labelled by a classifier of the real training split (`vqvae_jax.classifier`).
@@ -29,13 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vqvae_jax import checkpoints, data, quantizer, training
+from vqvae_jax import classifier, data, runs
 from vqvae_jax.errors import UserError
+from vqvae_jax.models import prior as prior_lib, quantizer, sampling
+from vqvae_jax.models.vqvae import to_float
 
 CONSISTENCY_PER_CLASS = 100
 _CONSISTENCY_STREAM = 3  # fold_in(key(prior seed), this): the samples' key
 _SSIM_SIGMA = 1.5
 _SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11x11 window
+PSNR_MSE_FLOOR = 1e-20  # identical images: PSNR 200 dB + 20 log10(data range)
 
 
 def gaussian_window(sigma: float = _SSIM_SIGMA, truncate: float = _SSIM_TRUNCATE) -> np.ndarray:
@@ -90,17 +93,23 @@ def ssim(x, y, *, data_range: float = 1.0, k1: float = 0.01, k2: float = 0.03):
   return jnp.mean(s.reshape(b, c, -1), axis=(1, 2))
 
 
+def psnr_from_mse(mse, data_range: float = 1.0):
+  """Peak signal-to-noise ratio (dB) of a mean squared error (any shape), the
+  error floored at PSNR_MSE_FLOOR: 10 log10(data_range^2 / mse)."""
+  return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, PSNR_MSE_FLOOR))
+
+
 def psnr(x, y, *, data_range: float = 1.0):
   """Peak signal-to-noise ratio per image: x, y [B, ...] -> [B] float32 dB."""
   x = jnp.asarray(x, jnp.float32)
   y = jnp.asarray(y, jnp.float32)
   mse = jnp.mean(jnp.square(x - y).reshape(x.shape[0], -1), axis=1)
-  return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, 1e-20))
+  return psnr_from_mse(mse, data_range)
 
 
 def _batch_metrics(model, variables, images):
   """uint8 images [b, H, W, C] -> per-image metrics [b] and codes [b, h, w]."""
-  x = training.to_float(images)
+  x = to_float(images)
   out = model.apply(variables, x)
   x01, y01 = (x + 1.0) / 2.0, (out.x_tilde + 1.0) / 2.0
   per = {'mse': jnp.mean(jnp.square(out.x_tilde - x), axis=(1, 2, 3)),
@@ -136,15 +145,11 @@ def reconstruction_metrics(model, variables, ds, batch_size: int = 256):
   return metrics, np.concatenate(codes).astype(np.int32)
 
 
-def prior_nll(prior_dir: str, codes, labels, vq_variables, image_shape, batch_size: int = 256):
+def prior_nll(prior_dir: str, codes, labels, vq_variables, image_shape, batch_size: int = 256,
+              model_dir: str = 'the one evaluated'):
   """Test NLL of code grids under the prior in `prior_dir`: bits per code and per dim."""
-  from vqvae_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
-  from vqvae_jax import prior_training  # pylint: disable=g-import-not-at-top
-  model, params, meta = prior_training.restore_prior(prior_dir)
-  fingerprint = checkpoints.vqvae_fingerprint(vq_variables)
-  if meta.get('vqvae_fingerprint') != fingerprint:
-    raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the '
-                    'one evaluated (parameters differ)')
+  model, params, meta = runs.restore_prior(prior_dir)
+  runs.check_prior_matches(meta, vq_variables, prior_dir, model_dir)
   if tuple(meta['grid']) != tuple(codes.shape[1:]):
     raise UserError(f'the prior models {tuple(meta["grid"])} code grids, the VQ-VAE gives '
                     f'{tuple(codes.shape[1:])}')
@@ -187,17 +192,15 @@ def class_consistency(prior_dir: str, vq_model, vq_variables, config, class_name
   fraction}, 'samples_per_class', 'temperature', 'classifier_test_accuracy',
   'classifier'}: the cache folder.
   """
-  from vqvae_jax import classifier, prior_training  # pylint: disable=g-import-not-at-top
   out = {'value': None, 'reason': None, 'samples_per_class': per_class, 'temperature': 1.0}
   try:
     trained = classifier.get(config, class_names)
   except UserError as e:
     return dict(out, reason=str(e))
-  prior, params, meta = prior_training.restore_prior(prior_dir)
+  prior, params, meta = runs.restore_prior(prior_dir)
   key = jax.random.fold_in(jax.random.key(int(meta['config']['seed'])), _CONSISTENCY_STREAM)
-  images, labels = prior_training.sample_images(prior, params, vq_model, vq_variables,
-                                                len(class_names), per_class, meta['grid'],
-                                                key, 1.0)
+  images, labels = sampling.sample_images(prior, params, vq_model, vq_variables,
+                                          len(class_names), per_class, meta['grid'], key, 1.0)
   return dict(out, value=classifier.consistency(trained, images, labels),
               per_class=classifier.per_class(trained, images, labels, class_names),
               classifier_test_accuracy=trained.test_accuracy, classifier=trained.folder)
@@ -216,34 +219,36 @@ def evaluate(model_dir: str, *, split: str = 'test', prior_dir: str | None = Non
   """
   if batch_size < 1:
     raise UserError(f'batch size must be positive, got {batch_size}')
-  model, variables, meta = training.restore_vqvae(model_dir, which=which)
-  config = run_config(meta, data_folder)
-  ds = training.load_split(config, split)
+  model, variables, meta = runs.restore_vqvae(model_dir, which=which)
+  ds = runs.load_split(runs.run_config(meta, data_folder), split)
+  return evaluate_restored(model, variables, meta, ds, model_dir=model_dir, prior_dir=prior_dir,
+                           batch_size=batch_size, data_folder=data_folder,
+                           consistency_per_class=consistency_per_class)
+
+
+def evaluate_restored(model, variables, meta, ds, *, model_dir: str,
+                      prior_dir: str | None = None, batch_size: int = 256,
+                      data_folder: str | None = None,
+                      consistency_per_class: int = CONSISTENCY_PER_CLASS) -> dict:
+  """`evaluate` of a VQ-VAE restored already (`runs.restore_vqvae(model_dir)`)
+  on the split `ds` of its data set (`runs.load_split`)."""
+  config = runs.run_config(meta, data_folder)
   metrics, codes = reconstruction_metrics(model, variables, ds, batch_size)
   keys = ('dataset', 'hidden_size', 'k', 'batch_size', 'lr', 'beta', 'codebook', 'ema_decay',
           'restart_after', 'codebook_init', 'lr_schedule', 'warmup_steps', 'final_lr_fraction',
           'grad_clip', 'weight_decay', 'max_steps')
-  result = {'split': split, 'n': len(ds), 'model': os.path.abspath(model_dir),
+  result = {'split': ds.split, 'n': len(ds), 'model': os.path.abspath(model_dir),
             'step': int(meta['step']), 'config': {k: config.get(k) for k in keys}, 'k': model.k}
   result.update(metrics)
   result['prior'] = result['class_consistency'] = None
   if prior_dir:
     labels = data.relabel(ds, meta['class_names'])
     result['prior'] = prior_nll(prior_dir, codes, labels, variables,
-                                tuple(meta['image_shape']), batch_size)
+                                tuple(meta['image_shape']), batch_size, model_dir=model_dir)
     if consistency_per_class > 0:
       result['class_consistency'] = class_consistency(
           prior_dir, model, variables, config, meta['class_names'], consistency_per_class)
   return result
-
-
-def run_config(meta: dict, data_folder: str | None = None):
-  """The training run's config from a checkpoint's meta, optionally another data folder."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict(meta['config'])
-  if data_folder:
-    config.data_folder = data_folder
-  return config
 
 
 def format_table(result: dict) -> str:

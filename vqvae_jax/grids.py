@@ -1,18 +1,15 @@
-"""Image grids written as PNG files."""
+"""Image grids written as PNG files: reconstructions, labelled rows of samples."""
 from __future__ import annotations
 
 import io
 
+import jax
 import numpy as np
 from PIL import Image, ImageDraw
 
 from vqvae_jax.fileio import atomic_write
-
-
-def to_uint8(x) -> np.ndarray:
-  """Images in [-1, 1] (any float) -> uint8 [0, 255], rounded."""
-  x = np.asarray(x, np.float32)
-  return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+from vqvae_jax.models import sampling
+from vqvae_jax.models.vqvae import to_float, to_uint8
 
 
 def make_grid(images, ncol: int, pad: int = 2, fill: int = 255) -> np.ndarray:
@@ -38,6 +35,27 @@ def label_rows(grid: np.ndarray, labels, row_height: int, margin: int = 110) -> 
   for i, text in enumerate(labels):
     draw.text((4, i * row_height + row_height // 2 - 5), str(text)[:18], fill='black')
   return np.asarray(canvas)
+
+
+def reconstruction_grid(model, variables, images_u8) -> np.ndarray:
+  """Originals (top half) over reconstructions (bottom half): uint8 grid image."""
+  recon = jax.jit(lambda v, x: model.apply(v, to_float(x)).x_tilde)(variables, images_u8)
+  both = np.concatenate([np.asarray(images_u8), to_uint8(recon)])
+  return make_grid(both, ncol=max(1, len(images_u8) // 4))
+
+
+def labelled_grid(images, class_names, per_class) -> np.ndarray:
+  """`sampling.sample_images`' images -> one labelled row per class: uint8 [H', W', 3]."""
+  image = make_grid(images, ncol=per_class)
+  return label_rows(image, class_names, row_height=images.shape[1] + 2)
+
+
+def sample_grid(prior, prior_params, vq_model, vq_variables, class_names, per_class, grid,
+                key, temperature=1.0) -> np.ndarray:
+  """One row per class of decoded samples, labelled: uint8 [H', W', 3]."""
+  images, _ = sampling.sample_images(prior, prior_params, vq_model, vq_variables,
+                                     len(class_names), per_class, grid, key, temperature)
+  return labelled_grid(images, class_names, per_class)
 
 
 def save_png(image: np.ndarray, path: str) -> None:

@@ -12,7 +12,7 @@ A folder (e.g. `pretrained/fashion-mnist/`) holds
 
 Every command that takes a run folder (`sample`, `evaluate`, `compress`,
 `decompress`, `train_prior --model`) takes one of these instead:
-`checkpoints.restore_run` hands them to `restore`. A prior records its VQ-VAE
+`runs.restore_vqvae` / `restore_prior` hand them to `restore`. A prior records its VQ-VAE
 folder relative to itself (`meta['config']['model']`, e.g. '../fashion-mnist'),
 so the pair can be moved together. Parameters are stored as float32 (a float16
 copy would change the models' fingerprints and so the files they code).
@@ -158,47 +158,3 @@ def results(folder: str) -> dict:
   """The test metrics recorded when the folder was exported."""
   return read_record(folder).get('results', {})
 
-
-SLICE = 500  # test images whose PSNR is recorded for a quick check of shipped weights
-
-
-def slice_psnr(model, variables, ds, n: int = SLICE) -> dict:
-  """Mean PSNR (dB) of the first `n` images of `ds`."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  from vqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
-  part = dataclasses.replace(ds, images=ds.images[:n], labels=ds.labels[:n],
-                             episodes=None if ds.episodes is None else ds.episodes[:n])
-  metrics, _ = evaluation.reconstruction_metrics(model, variables, part)
-  return {'split': ds.split, 'n': len(part), 'psnr': metrics['psnr']}
-
-
-def export(model_dir: str, out_dir: str, *, prior_dir: str | None = None,
-           data_folder: str | None = None, per_class: int = 100) -> dict:
-  """Exports the best checkpoint of a VQ-VAE run to `out_dir` and, with
-  `prior_dir`, its prior to `out_dir + '-prior'`, each with its test metrics
-  (`evaluation.evaluate`, class consistency from `per_class` samples a class)
-  and the PSNR of the first SLICE test images. Returns the evaluation."""
-  from vqvae_jax import checkpoints, compression, evaluation, prior_training, training  # pylint: disable=g-import-not-at-top
-  result = evaluation.evaluate(model_dir, prior_dir=prior_dir, data_folder=data_folder,
-                               consistency_per_class=per_class if prior_dir else 0)
-  model, variables, meta = training.restore_vqvae(model_dir)
-  ds = training.load_split(evaluation.run_config(meta, data_folder), 'test')
-  kept = {k: v for k, v in result.items() if k not in ('model', 'prior', 'class_consistency')}
-  meta = dict(meta, config=dict(meta['config'], data_folder=''))
-  save(out_dir, 'vqvae', meta, variables,
-       results={'test': kept, 'slice': slice_psnr(model, variables, ds)})
-  if prior_dir:
-    prior, params, prior_meta = prior_training.restore_prior(prior_dir)
-    if prior_meta['vqvae_fingerprint'] != checkpoints.vqvae_fingerprint(variables):
-      raise UserError(f'the prior in {prior_dir} was not trained on the VQ-VAE in {model_dir}')
-    compression.load_coder(prior_dir, prior, params, prior_meta['grid'])  # made if missing
-    prior_out = out_dir + '-prior'
-    rel = os.path.relpath(os.path.abspath(out_dir), os.path.abspath(prior_out))
-    prior_meta = dict(prior_meta, config=dict(prior_meta['config'], model=rel, data_folder=''))
-    consistency = dict(result['class_consistency'] or {})
-    consistency.pop('classifier', None)  # a local cache path
-    prior_results = {'test': {k: v for k, v in result['prior'].items() if k != 'dir'},
-                     'class_consistency': consistency}
-    save(prior_out, 'prior', prior_meta, {'params': params}, results=prior_results,
-         coder_file=os.path.join(prior_dir, CODER_FILE))
-  return result

@@ -44,9 +44,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-from vqvae_jax import integer_prior, sampling
-from vqvae_jax.codec_format import FormatError
-from vqvae_jax.prior import GatedPixelCNN
+from vqvae_jax.codec import integer_prior
+from vqvae_jax.codec.vqz import FormatError
+from vqvae_jax.errors import UserError
+from vqvae_jax.models import sampling
+from vqvae_jax.models.prior import GatedPixelCNN
 
 PRECISION = 24
 STEPS_PER_NAT = 64
@@ -130,8 +132,7 @@ def _scan(model, params, shape, handler_id):
     del codes
     return io_callback(_dispatch, out, handler_id, p, logits, ordered=True)
 
-  codes, _ = sampling._incremental(  # pylint: disable=protected-access
-      model, params, labels, shape, pick, record=False)
+  codes, _ = sampling.raster_scan(model, params, labels, shape, pick, record=False)
   return codes
 
 
@@ -170,9 +171,8 @@ def prior_logits(model: GatedPixelCNN, params, codes) -> np.ndarray:
 
 def _constriction():
   try:
-    import constriction  # pylint: disable=g-import-not-at-top
+    import constriction  # pylint: disable=g-import-not-at-top  (optional: prior coding only)
   except ImportError as e:
-    from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
     raise UserError('entropy coding needs the constriction package: '
                     'pip install constriction==0.5.0') from e
   return constriction

@@ -17,10 +17,22 @@ from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
-from vqvae_jax import layers
 from vqvae_jax.errors import UserError
-from vqvae_jax.quantizer import vq, vq_st
+from vqvae_jax.models import layers
+from vqvae_jax.models.quantizer import vq, vq_st
+
+
+def to_float(images):
+  """uint8 [0, 255] -> float32 [-1, 1]: the model's input scale."""
+  return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8(x) -> np.ndarray:
+  """Images in [-1, 1] (any float) -> uint8 [0, 255], rounded (on the host)."""
+  x = np.asarray(x, np.float32)
+  return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _bn(train, axis_name, dtype):

@@ -15,7 +15,8 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vqvae_jax import codec_format, compression, fileio
+from vqvae_jax import fileio
+from vqvae_jax.codec import compression, vqz
 from vqvae_jax.errors import UserError
 
 NAMED_MASKS = ('left', 'right', 'top', 'bottom')
@@ -98,8 +99,8 @@ def codes_of(codec, path: str) -> np.ndarray:
   if not os.path.isfile(path):
     raise UserError(f'{path}: no such file')
   with open(path, 'rb') as f:
-    head = f.read(len(codec_format.MAGIC))
-  if codec_format.is_compressed(head):
+    head = f.read(len(vqz.MAGIC))
+  if vqz.is_compressed(head):
     with open(path, 'rb') as f:
       return compression.read_codes(codec, f.read(), path)[1]
   image = compression.load_image(path, codec.channels)

@@ -20,10 +20,10 @@ data compression with latent-variable models", ICLR 2019):
     with Python's `decimal` (correctly rounded, the same everywhere);
   * the residual horizontal stack is carried in int32 with 12 fractional bits;
   * the logits are int32 in units of 1/64 nat: the coder's frequency tables
-    (`prior_coding.frequencies_from_logits`) follow from them exactly.
+    (`entropy.frequencies_from_logits`) follow from them exactly.
 
 A value written q with f fractional bits stands for q * 2^-f. The layer
-structure is `vqvae_jax.prior`'s (see its docstring): for layer l,
+structure is `vqvae_jax.models.prior`'s (see its docstring): for layer l,
   v_pre = conv_v(v) + b                        (int32, F_GATE bits)
   v'    = gate(v_pre + c_y)                    (int8, 7 bits)
   h'    = h_proj(gate(v_to_h(v_pre) + conv_h(h) + c_y)) [+ h]   (int32, F_RES bits)
@@ -51,7 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vqvae_jax.prior import GatedPixelCNN, conv_windows
+from vqvae_jax.fileio import atomic_write
+from vqvae_jax.models.prior import GatedPixelCNN, conv_windows
 
 FORMAT = 1          # version of the arrays' layout (stored in the .npz)
 QMAX = 127          # int8 range used: [-127, 127]
@@ -176,7 +177,6 @@ class IntegerPrior:
 
 def save(iprior: IntegerPrior, path: str):
   """Writes the model to `path` (.npz) atomically."""
-  from vqvae_jax.fileio import atomic_write  # pylint: disable=g-import-not-at-top
   buf = io.BytesIO()
   np.savez(buf, _sizes=np.array(iprior._sizes(), np.int64), **iprior.arrays)  # pylint: disable=protected-access
   atomic_write(path, buf.getvalue())

@@ -51,7 +51,7 @@ Version 1 (read only): a 35-byte header, integers big-endian.
 Payload of method 0: the h * w codes in raster order, ceil(log2 K) bits each,
 most significant bit first, zero-padded to a whole byte. Payload of method 1:
 the range coder's 32-bit words, big-endian, with trailing zero bytes removed
-(`prior_coding`); the decoder reads zeros past the end, so a writer may append
+(`entropy`); the decoder reads zeros past the end, so a writer may append
 zero bytes without changing what decodes.
 
 Bounded work (both versions, checked by `unpack` before anything is decoded):

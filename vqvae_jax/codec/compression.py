@@ -2,18 +2,18 @@
 
 An image [H, W, C] uint8 is padded to a multiple of 4 (edge pixels repeated),
 encoded by the VQ-VAE to a code grid [ceil(H/4), ceil(W/4)], and the codes are
-stored in a `.vqz` file (`codec_format`) either
+stored in a `.vqz` file (`vqz`) either
   * 'fixed': ceil(log2 K) bits per code, no prior needed, or
   * 'prior': range-coded with the class-conditional PixelCNN prior
-    (`prior_coding`); an unlabelled image gets the label whose payload is
+    (`entropy`); an unlabelled image gets the label whose payload is
     shortest, and the label is stored.
 New files are format version 2; version 1 files are read too. Decompression
 decodes the codes, runs the VQ-VAE decoder and crops back to H x W. Everything
-needs only the model folders (`load_codec`; `model_registry` finds them from a
+needs only the model folders (`load_codec`; `registry` finds them from a
 file's fingerprint).
 
 Bounded work: before entropy decoding, the grid must fit the payload
-(`codec_format.check_bound`) and the prior's scan must fit PRIOR_MEMORY_BUDGET
+(`vqz.check_bound`) and the prior's scan must fit PRIOR_MEMORY_BUDGET
 (`prior_memory`); the encoder refuses what the decoder would refuse.
 """
 from __future__ import annotations
@@ -28,13 +28,15 @@ import jax
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vqvae_jax import checkpoints, codec_format, integer_prior, prior_coding
-from vqvae_jax.codec_format import FIXED, PRIOR, Binding, FormatError, Header, HeaderV2
+from vqvae_jax import checkpoints, evaluation, runs
+from vqvae_jax.codec import entropy, integer_prior, vqz
+from vqvae_jax.codec.vqz import Binding, FIXED, FormatError, Header, HeaderV2, PRIOR
 from vqvae_jax.errors import UserError
-from vqvae_jax.models import VQVAE
+from vqvae_jax.models import sampling
+from vqvae_jax.models.vqvae import VQVAE
 
 METHODS = {'fixed': FIXED, 'prior': PRIOR}
-_NO_FINGERPRINT = bytes(codec_format.FINGERPRINT_BYTES)
+_NO_FINGERPRINT = bytes(vqz.FINGERPRINT_BYTES)
 # Entropy decoding runs the prior once per code: refuse absurd grids (a crafted
 # header) instead of running out of memory; 2^22 codes is an 8192 x 8192 image,
 # and the prior's caches must fit the memory budget.
@@ -45,7 +47,7 @@ PRIOR_MEMORY_BUDGET = 2 << 30
 def fingerprint(variables) -> bytes:
   """4 bytes: the start of the sha256 of every parameter leaf in tree order
   (the prior's `vqvae_fingerprint` is the first 8 bytes of it, in hex)."""
-  return checkpoints.params_digest(variables)[:codec_format.FINGERPRINT_BYTES]
+  return checkpoints.params_digest(variables)[:vqz.FINGERPRINT_BYTES]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Codec:
   def coder_fingerprint(self) -> bytes:
     if self.coder is None:
       return _NO_FINGERPRINT
-    return self.coder.fingerprint[:codec_format.FINGERPRINT_BYTES]
+    return self.coder.fingerprint[:vqz.FINGERPRINT_BYTES]
 
   @property
   def channels(self) -> int:
@@ -82,7 +84,7 @@ class Codec:
 
   def pair_fingerprint(self, method: int) -> bytes:
     """The 2-byte fingerprint version-2 files of this method carry."""
-    return codec_format.pair_fingerprint(self.model_fingerprint,
+    return vqz.pair_fingerprint(self.model_fingerprint,
                                          self.binding(method).prior_fingerprint)
 
 
@@ -92,18 +94,15 @@ def load_codec(model_dir: str | None = None, prior_dir: str | None = None) -> Co
   With only `prior_dir`, the VQ-VAE is the one the prior was trained on. The
   prior must have been trained on this VQ-VAE's codes (fingerprints checked).
   """
-  from vqvae_jax import prior_training, training  # pylint: disable=g-import-not-at-top
   prior = prior_params = prior_meta = None
   if prior_dir:
-    prior, prior_params, prior_meta = prior_training.restore_prior(prior_dir)
+    prior, prior_params, prior_meta = runs.restore_prior(prior_dir)
     model_dir = model_dir or prior_meta['config']['model']
   if not model_dir:
     raise UserError('--model (the VQ-VAE folder) or --prior is required')
-  model, variables, meta = training.restore_vqvae(model_dir)
-  if (prior_meta is not None and
-      prior_meta.get('vqvae_fingerprint') != checkpoints.vqvae_fingerprint(variables)):
-    raise UserError(f'the prior in {prior_dir} was trained on another VQ-VAE than the one in '
-                    f'{model_dir}: pass the --model it was trained on')
+  model, variables, meta = runs.restore_vqvae(model_dir)
+  if prior_meta is not None:
+    runs.check_prior_matches(prior_meta, variables, prior_dir, model_dir)
   coder = load_coder(prior_dir, prior, prior_params, prior_meta['grid']) if prior else None
   return make_codec(model, variables, meta['class_names'], prior, prior_params, coder)
 
@@ -160,7 +159,6 @@ def _calibration_grids(prior_dir, prior, params, grid):
   if os.path.exists(path):
     with np.load(path) as f:
       return f['codes'][:CALIBRATION_GRIDS], f['labels'][:CALIBRATION_GRIDS]
-  from vqvae_jax import sampling  # pylint: disable=g-import-not-at-top
   labels = np.arange(64) % prior.num_classes
   codes = sampling.sample_codes(prior, params, labels, tuple(grid), jax.random.key(0))
   return np.asarray(codes), labels
@@ -229,8 +227,8 @@ def check_image(codec: Codec, image) -> np.ndarray:
 
 def pad_image(image: np.ndarray) -> np.ndarray:
   """[H, W, C] -> [4 * ceil(H/4), 4 * ceil(W/4), C], repeating the edge pixels."""
-  gh, gw = codec_format.grid_shape(*image.shape[:2])
-  d = codec_format.DOWNSAMPLING
+  gh, gw = vqz.grid_shape(*image.shape[:2])
+  d = vqz.DOWNSAMPLING
   return np.pad(image, ((0, gh * d - image.shape[0]), (0, gw * d - image.shape[1]), (0, 0)),
                 mode='edge')
 
@@ -264,7 +262,7 @@ def decode_codes(codec: Codec, codes) -> np.ndarray:
 def psnr(a, b) -> float:
   """Peak signal-to-noise ratio in dB of two uint8 images (inf if equal)."""
   mse = np.mean(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-  return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+  return math.inf if mse == 0 else float(evaluation.psnr_from_mse(mse, data_range=255.0))
 
 
 # --- files -------------------------------------------------------------------
@@ -331,12 +329,12 @@ def _prior_payloads(codec: Codec, grids, labels) -> list[tuple[bytes, int]]:
   keys = [(g.shape, labels[i] is None) for i, g in enumerate(grids)]
   for (shape, auto), idx in _groups(keys).items():
     batch = np.stack([grids[i] for i in idx])
-    coded = prior_coding.encode_batch(codec.coder, codec.coder_arrays, batch,
+    coded = entropy.encode_batch(codec.coder, codec.coder_arrays, batch,
                                       None if auto else [labels[i] for i in idx])
     for i, (payload, label) in zip(idx, coded):
       # Zero bytes past the end change nothing the range decoder reads
       # (codec_format: bounded work).
-      out[i] = (payload.ljust(codec_format.min_prior_payload(int(np.prod(shape))), b'\0'),
+      out[i] = (payload.ljust(vqz.min_prior_payload(int(np.prod(shape))), b'\0'),
                 label)
   return out
 
@@ -345,8 +343,8 @@ def _pack(codec: Codec, method: str, codes, image_size, coded) -> bytes:
   if method == 'prior':
     payload, label = coded
   else:
-    payload, label = codec_format.pack_fixed(codes, codec.k), coded
-  return codec_format.pack_v2(METHODS[method], image_size, label,
+    payload, label = vqz.pack_fixed(codes, codec.k), coded
+  return vqz.pack_v2(METHODS[method], image_size, label,
                               codec.binding(METHODS[method]), payload, codes)
 
 
@@ -363,7 +361,7 @@ def compress_codes(codec: Codec, codes, image_size, method: str = 'prior',
   _check_method(codec, method)
   codes = np.asarray(codes, np.int32)
   label = resolve_label(codec, label)
-  if codes.shape != codec_format.grid_shape(*image_size):
+  if codes.shape != vqz.grid_shape(*image_size):
     raise UserError(f'a {codes.shape} code grid does not belong to a {tuple(image_size)} image')
   coded = label
   if method == 'prior':
@@ -383,7 +381,7 @@ def compress_batch(codec: Codec, images, method: str = 'prior', label=None) -> l
     try:
       image = check_image(codec, image)
       if method == 'prior':
-        _check_prior_work(codec, codec_format.grid_shape(*image.shape[:2]), f'image {i}')
+        _check_prior_work(codec, vqz.grid_shape(*image.shape[:2]), f'image {i}')
       good[i] = image
     except UserError as e:
       results[i] = e
@@ -401,7 +399,7 @@ def compress_batch(codec: Codec, images, method: str = 'prior', label=None) -> l
            _prior_payloads(codec, [codes[i] for i in order], [label] * len(order)))
   for i, c in zip(order, coded):
     data = _pack(codec, method, codes[i], good[i].shape[:2], c)
-    header, _ = codec_format.unpack(data)
+    header, _ = vqz.unpack(data)
     results[i] = Compressed(data, header, codes[i], recon[i], psnr(good[i], recon[i]))
   return results
 
@@ -421,14 +419,14 @@ def read_codes_batch(codec: Codec, datas, names=None) -> list:
   results, pending = [None] * len(datas), {}
   for i, (data, name) in enumerate(zip(datas, names)):
     try:
-      header, payload = codec_format.unpack(data, name)
+      header, payload = vqz.unpack(data, name)
       if header.version == 1:
         results[i] = header, _read_codes_v1(codec, header, payload, name)
         continue
       _check_v2_model(codec, header, name)
       if header.method == FIXED:
         results[i] = header, _checked(codec, header, payload,
-                                      codec_format.unpack_fixed(payload, header.grid, codec.k),
+                                      vqz.unpack_fixed(payload, header.grid, codec.k),
                                       name)
       else:
         _check_prior_work(codec, header.grid, name)
@@ -439,7 +437,7 @@ def read_codes_batch(codec: Codec, datas, names=None) -> list:
     idx = [list(pending)[n] for n in idx]
     for start in range(0, len(idx), BATCH):
       part = idx[start:start + BATCH]
-      codes, errors = prior_coding.decode_batch(
+      codes, errors = entropy.decode_batch(
           codec.coder, codec.coder_arrays, [pending[i][1] for i in part], grid,
           [pending[i][0].label for i in part])
       for n, i in enumerate(part):
@@ -472,7 +470,7 @@ def _check_v2_model(codec: Codec, header, name: str) -> None:
 
 
 def _checked(codec: Codec, header, payload, codes, name):
-  codec_format.check_v2(header, codec.binding(header.method), payload, codes, name)
+  vqz.check_v2(header, codec.binding(header.method), payload, codes, name)
   return codes
 
 
@@ -497,7 +495,7 @@ def _read_codes_v1(codec: Codec, header: Header, payload: bytes, name: str) -> n
     raise FormatError(f'{name} is not valid for this model: {header.channels} channels and '
                       f'K = {header.k}, the model has {codec.channels} and {codec.k}')
   if header.method == FIXED:
-    codes = codec_format.unpack_fixed(payload, header.grid, header.k)
+    codes = vqz.unpack_fixed(payload, header.grid, header.k)
   else:
     if codec.prior is None:
       raise UserError(f'{name} is entropy-coded with a prior: pass --prior')
@@ -508,9 +506,9 @@ def _read_codes_v1(codec: Codec, header: Header, payload: bytes, name: str) -> n
     if header.label is None:
       raise FormatError(f'{name} is entropy-coded but stores no label')
     _check_prior_work(codec, header.grid, name)
-    codes = prior_coding.decode(codec.prior, codec.prior_params, payload, header.grid,
+    codes = entropy.decode(codec.prior, codec.prior_params, payload, header.grid,
                                 header.label)
-  if codec_format.codes_crc(codes) != header.codes_crc:
+  if vqz.codes_crc(codes) != header.codes_crc:
     raise FormatError(f'the codes decoded from {name} do not match its CRC: the prior '
                       'computes other probabilities here than where the file was made '
                       '(another machine or library version?) or the file is corrupted')
@@ -551,12 +549,12 @@ def decompress(codec: Codec, data: bytes, name: str = 'the file') -> np.ndarray:
 
 def info(data: bytes, name: str = 'the file') -> dict:
   """The header of a file as a dict, plus sizes; needs no model. FormatError if
-  the payload cannot hold the grid (`codec_format.check_bound`)."""
-  header, payload = codec_format.unpack(data, name)
+  the payload cannot hold the grid (`vqz.check_bound`)."""
+  header, payload = vqz.unpack(data, name)
   out = header.describe()
   out.update(file_bytes=len(data), header_bytes=len(data) - len(payload),
              payload_bytes=len(payload),
              bits_per_pixel=8.0 * len(data) / (header.height * header.width))
   if header.method == FIXED:
-    out['bits_per_code'] = codec_format.fixed_code_bits(header, len(payload))
+    out['bits_per_code'] = vqz.fixed_code_bits(header, len(payload))
   return out

@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 
-from vqvae_jax import codec_format, fileio
+from vqvae_jax import fileio
+from vqvae_jax.codec import compression, vqz
+from vqvae_jax.errors import UserError
 
 ENV = 'VQVAE_CACHE_DIR'
 FILE_NAME = 'models.json'
@@ -73,22 +75,22 @@ def matches(entry: dict, header) -> bool:
   """Whether a registry entry holds the model(s) a file's header names."""
   model_fp = bytes.fromhex(entry['model_fingerprint'])
   prior_fp = bytes.fromhex(entry['prior_fingerprint']) if entry.get('prior_fingerprint') else None
-  if header.method == codec_format.PRIOR and prior_fp is None:
+  if header.method == vqz.PRIOR and prior_fp is None:
     return False
   if header.version == 1:
     return header.model_fingerprint == model_fp and (
-        header.method == codec_format.FIXED or header.prior_fingerprint == prior_fp)
+        header.method == vqz.FIXED or header.prior_fingerprint == prior_fp)
   coder_fp = entry.get('coder_fingerprint')
-  if header.method == codec_format.PRIOR and not coder_fp:
+  if header.method == vqz.PRIOR and not coder_fp:
     return False
-  use_prior = bytes.fromhex(coder_fp) if header.method == codec_format.PRIOR else None
-  return header.fingerprint == codec_format.pair_fingerprint(model_fp, use_prior)
+  use_prior = bytes.fromhex(coder_fp) if header.method == vqz.PRIOR else None
+  return header.fingerprint == vqz.pair_fingerprint(model_fp, use_prior)
 
 
 def folders_of(entry: dict, header) -> tuple[str | None, str | None]:
   """(model_dir, prior_dir) to load for a file: no prior for a fixed-length one
   unless the VQ-VAE is only known through it."""
-  if header.method == codec_format.FIXED and entry.get('model'):
+  if header.method == vqz.FIXED and entry.get('model'):
     return entry['model'], None
   return entry.get('model'), entry.get('prior')
 
@@ -108,8 +110,6 @@ def find(header, pretrained: str | None = None) -> tuple[str | None, str | None]
 def _pretrained_entries(root: str) -> list[dict]:
   """Entries of the run folders under `root` not yet in the registry (each is
   restored once and recorded; a folder that is not a run is skipped)."""
-  from vqvae_jax import compression  # pylint: disable=g-import-not-at-top
-  from vqvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(root):
     return []
   known = {e.get('prior') or e.get('model') for e in entries()}

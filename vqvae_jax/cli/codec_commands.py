@@ -8,7 +8,7 @@ Conventions as in CompressAI's `codec.py` and tensorflow-compression's `tfci.py`
     a file name for one input or a folder;
   * a batch goes on after a failure: every failure is one `error:` line and
     the command exits with status 2 at the end if any failed;
-  * `decompress` finds its model by the file's fingerprint (`model_registry`)
+  * `decompress` finds its model by the file's fingerprint (`codec.registry`)
     unless --model / --prior is given, and says which it used.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from vqvae_jax import codec_format, compression, fileio, grids, model_registry
+from vqvae_jax import fileio, grids
+from vqvae_jax.codec import compose, compression, registry, vqz
 from vqvae_jax.errors import UserError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
@@ -141,7 +142,7 @@ def compress(args) -> None:
       totals['pixels'] += pixels
       totals['psnr'].append(result.psnr)
   if totals['psnr']:
-    model_registry.remember(codec, args.model, args.prior)
+    registry.remember(codec, args.model, args.prior)
     print(f'total: {len(totals["psnr"])} images, {totals["bytes"]} bytes, '
           f'{8.0 * totals["bytes"] / totals["pixels"]:.4f} bpp, mean PSNR '
           f'{np.mean(totals["psnr"]):.2f} dB ({method})')
@@ -154,10 +155,10 @@ def _codec_for(header, args, codecs: dict):
   if args.model or args.prior:
     key = (args.model, args.prior)
   else:
-    key = model_registry.find(header)
+    key = registry.find(header)
     if key is None:
       raise UserError(f'no known model matches fingerprint {_fingerprint(header)} (looked in '
-                      f'{model_registry.registry_path()} and {model_registry.PRETRAINED}): '
+                      f'{registry.registry_path()} and {registry.PRETRAINED}): '
                       'pass --model / --prior')
   if key not in codecs:
     codecs[key] = compression.load_codec(*key)
@@ -176,7 +177,6 @@ def _fingerprint(header) -> str:
 def decompress(args) -> None:
   """The `decompress` command (args: files, model, prior, output, save_codes,
   force, verbose): files of one model are decoded in batches."""
-  from vqvae_jax import compose  # pylint: disable=g-import-not-at-top
   items = [Item(p, os.path.dirname(p), None) for p in args.files]
   outputs = output_paths(items, args.output, '.png')
   codecs, failed = {}, 0
@@ -187,7 +187,7 @@ def decompress(args) -> None:
       try:
         _check_new(out, args.output is not None, args.force)
         data = read_bytes(item.name)
-        header, _ = codec_format.unpack(data, item.name)
+        header, _ = vqz.unpack(data, item.name)
         key = _codec_for(header, args, codecs)
         by_codec.setdefault(key, []).append((n, data))
       except UserError as e:

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 
-from vqvae_jax import config_utils
+from absl import logging as absl_logging
+
+from vqvae_jax import distributed
+from vqvae_jax.cli import config_files
 from vqvae_jax.errors import UserError
 
 _GPU_NAMES = ('gpu', 'cuda')
@@ -27,7 +31,6 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                       help='training compute precision; parameters stay float32 '
                            '(default: the config, float32)')
   parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.add_flags(parser)
 
 
@@ -56,7 +59,6 @@ def tune_malloc() -> bool:
   if os.environ.get('VQVAE_STOCK_MALLOC') == '1':
     return False
   try:
-    import ctypes  # pylint: disable=g-import-not-at-top
     libc = ctypes.CDLL('libc.so.6')
     return all(libc.mallopt(param, value) == 1 for param, value in (
         (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1)))
@@ -77,7 +79,7 @@ def check_device(device: str | None) -> None:
   device = device.lower()
   if device not in _GPU_NAMES + ('tpu',):
     raise UserError(f'--device must be cpu, gpu, cuda or tpu, got {device!r}')
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top  (after select_platform)
   platform = 'gpu' if device in _GPU_NAMES else device
   try:
     found = jax.devices(platform)
@@ -92,31 +94,29 @@ def check_device(device: str | None) -> None:
 def setup_runtime(args) -> None:
   """Host malloc, XLA flags, platform, multi-host connection, device check,
   quiet absl: in that order."""
-  from vqvae_jax import distributed  # pylint: disable=g-import-not-at-top
   tune_malloc()
   set_xla_flags()
   select_platform(args.device)
   distributed.initialize(args)
   check_device(args.device)
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def build_config(args, default_spec: str, seed_flags: dict):
   """Loads the config and applies seed-style flags, then --set overrides."""
-  config = config_utils.load_config(args.config or default_spec)
+  config = config_files.load_config(args.config or default_spec)
   for key, value in seed_flags.items():
     if value is not None:
-      config_utils.override(config, key, value)
-  config_utils.apply_overrides(config, args.set)
+      config_files.override(config, key, value)
+  config_files.apply_overrides(config, args.set)
   if args.max_steps is not None:
-    config_utils.override(config, 'max_steps', args.max_steps)
+    config_files.override(config, 'max_steps', args.max_steps)
   if args.seed is not None:
-    config_utils.override(config, 'seed', args.seed)
+    config_files.override(config, 'seed', args.seed)
   if args.device is not None:
-    config_utils.override(config, 'device', args.device)
+    config_files.override(config, 'device', args.device)
   if args.precision is not None:
-    config_utils.override(config, 'precision', args.precision)
+    config_files.override(config, 'precision', args.precision)
   if args.no_progress:
-    config_utils.override(config, 'progress', False)
+    config_files.override(config, 'progress', False)
   return config

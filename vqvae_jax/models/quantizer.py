@@ -5,7 +5,7 @@ Van den Oord, Vinyals, Kavukcuoglu, "Neural Discrete Representation Learning"
 D = 256 and K = 512: z_e [B, 7, 7, 256] float32, codebook [512, 256] ->
 indices [B, 7, 7] int32, quantized [B, 7, 7, 256] float32.
 
-Codebook health (all optional, pure functions used by `training.train_step`):
+Codebook health (all optional, pure functions used by `train.vqvae.train_step`):
 `ema_update` (appendix A.1: exponential moving averages of code counts and
 sums with Laplace smoothing, reduced over the pmap axis), `restart_dead_codes`
 (codes unused for a number of steps take encoder outputs of the current batch)
@@ -89,6 +89,16 @@ def vq_losses(z_e, codebook, indices, mask=None):
   cb = jnp.square(lax.stop_gradient(z_e) - e)
   cm = jnp.square(z_e - lax.stop_gradient(e))
   return masked_mean(cb, mask), masked_mean(cm, mask)
+
+
+def quantization_error(z_e, codebook, indices):
+  """The value of either term of eq. 3 per example (no gradients are meant).
+
+  z_e [B, h, w, D], codebook [K, D], indices [B, h, w] -> [B] float32 mean over
+  h, w, D of (z_e - e)^2, e the chosen codes.
+  """
+  e = jnp.take(codebook, indices, axis=0).astype(jnp.float32)
+  return jnp.mean(jnp.square(z_e.astype(jnp.float32) - e), axis=(1, 2, 3))
 
 
 def masked_mean(x, mask=None):

@@ -31,7 +31,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vqvae_jax.prior import GatedPixelCNN, conv_windows
+import numpy as np
+
+from vqvae_jax.models.prior import GatedPixelCNN, conv_windows
+from vqvae_jax.models.vqvae import VQVAE, to_uint8
 
 
 def _check(model, labels, shape, temperature):
@@ -92,7 +95,7 @@ def _fast(model, params, labels, key, temperature, shape):
     del codes
     return _draw(jax.random.fold_in(key, p), logits, temperature)
 
-  codes, _ = _incremental(model, params, labels, shape, pick, record=False)
+  codes, _ = raster_scan(model, params, labels, shape, pick, record=False)
   return codes
 
 
@@ -109,8 +112,22 @@ def incremental_logits(model, params, codes, labels):
     del logits, current
     return flat[:, p].astype(jnp.int32)
 
-  _, logits = _incremental(model, params, labels, codes.shape[1:], pick, record=True)
+  _, logits = raster_scan(model, params, labels, codes.shape[1:], pick, record=True)
   return logits
+
+
+def sample_images(prior, prior_params, vq_model, vq_variables, num_classes, per_class, grid,
+                  key, temperature=1.0):
+  """`per_class` decoded samples of each class, class by class.
+
+  Returns (images [num_classes * per_class, H, W, C] uint8, labels [same] int32
+  = [0] * per_class + [1] * per_class + ...); codes [.., h, w] come from
+  `sample_codes` with `key`, so the same key gives the same images.
+  """
+  labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), per_class)
+  codes = sample_codes(prior, prior_params, labels, tuple(grid), key, temperature)
+  images = jax.jit(lambda v, c: vq_model.apply(v, c, method=VQVAE.decode))(vq_variables, codes)
+  return to_uint8(images), np.asarray(labels)
 
 
 def _windows(model):
@@ -122,8 +139,9 @@ def _windows(model):
   return out
 
 
-def _incremental(model, params, labels, shape, pick, record):
-  """Raster loop over the grid, rows outside, columns inside.
+def raster_scan(model, params, labels, shape, pick, record):
+  """Raster loop over the grid, rows outside, columns inside: the fast sampler's
+  cached scan, also run by the entropy coder (`vqvae_jax.codec.entropy`).
 
   pick(p, logits [B, K], codes [B, h, w]) -> codes [B] at position p. Returns
   (codes [B, h, w] int32, logits [B, h, w, K] if record else None).

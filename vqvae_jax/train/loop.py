@@ -14,6 +14,7 @@ so a run killed at any point ends with the parameters of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -28,10 +29,9 @@ from tqdm import tqdm
 
 from vqvae_jax import checkpoints, data
 from vqvae_jax.checkpoints import Checkpointer
-from vqvae_jax.config_utils import to_json
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import atomic_write
-from vqvae_jax.metrics_log import MetricsWriter
+from vqvae_jax.train.metrics_log import MetricsWriter
 
 AXIS = 'batch'
 
@@ -50,11 +50,15 @@ class Task:
   summarize: (metric sums as numpy, number of steps) -> dict of floats to log.
   evaluate: (replicated state) -> dict of floats with 'loss' (validation).
   on_epoch_end: optional (replicated state, epoch, step) -> None (images etc.).
+  augment: optional (images [B', ...] of this host, *, epoch, step, first_index)
+    -> images: training batches only, keyed by the global step and the position
+    of this host's slice in the global batch (`data.augment`).
   """
   step_fn: Callable
   summarize: Callable[[dict, int], dict]
   evaluate: Callable[[Any], dict]
   on_epoch_end: Optional[Callable[[Any, int, int], None]] = None
+  augment: Optional[Callable[..., Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +111,22 @@ def replicate(tree, devices=None):
                                sharding), tree)
 
 
-def _unreplicate(tree):
+def unreplicate(tree):
+  """Device 0's copy of a replicated (pmap'd) tree, on the host."""
   return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+
+
+def eval_sums(rstate, ds, batch_size: int, p_eval) -> dict:
+  """Runs `p_eval(replicated state, *batch, mask) -> sums (psum'd over 'batch')`
+  over every example of `ds` (this process's share of each padded global batch)
+  and returns the totals on the host."""
+  totals = None
+  for batch in data.prefetch_to_device(data.eval_batches(
+      ds, batch_size, process_index=jax.process_index(),
+      process_count=jax.process_count())):
+    sums = p_eval(rstate, *batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  return unreplicate(totals)
 
 
 def _all_finite(tree) -> bool:
@@ -159,7 +177,8 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
     resume: `find_resume(workdir, ...)`, called before anything was written;
       its damaged steps are moved to `<workdir>/damaged_checkpoints/`.
   Returns:
-    {'step', 'epoch', 'valid': last validation metrics or None, 'stopped_early'}.
+    {'step', 'epoch', 'valid': last validation metrics or None, 'stopped_early',
+    'state': the replicated final state}.
   """
   n_dev, pc, pi = jax.local_device_count(), jax.process_count(), jax.process_index()
   if config.batch_size % (n_dev * pc):
@@ -200,12 +219,13 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
       print(f'resuming from step {resume.step} in {ckpt_dir}', file=sys.stderr)
   ckpt = Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
   if pi == 0:  # only now: a refused resume leaves the saved run's config.json alone
-    atomic_write(os.path.join(workdir, 'config.json'), to_json(config) + '\n')
+    atomic_write(os.path.join(workdir, 'config.json'),
+                 json.dumps(config.to_dict(), indent=2, sort_keys=True) + '\n')
   step = int(state.step)
   writer = MetricsWriter(workdir, resume_step=step)
 
   def save(rstate, sums, valid=None):
-    host = _unreplicate(rstate)
+    host = unreplicate(rstate)
     if not _all_finite(host.params):
       kept = ckpt.latest_step()
       raise TrainingDiverged(
@@ -222,47 +242,47 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
   bar = tqdm(total=total, initial=step, disable=not config.progress or pi != 0,
              dynamic_ncols=True, desc='train')
   last = {'sums': jax.tree.map(np.asarray, epoch_sums), 'step': step, 'time': time.time()}
-  valid, stopped = None, False
+  valid = None
   try:
     with _StopRequest() as stop:
-      while step < total and not stopped:
+      while step < total and not stop.requested:
         epoch, start = divmod(step, spe)
+        end = min((epoch + 1) * spe, total)  # this epoch's last step
         batches = data.train_batches(train_ds, config.batch_size, seed=config.seed,
                                      epoch=epoch, start=start, process_index=pi,
                                      process_count=pc)
-        if config.get('augment', False):  # random-resized crops, training only
-          batches = _augmented(batches, config.seed, epoch, step, pi * (config.batch_size // pc))
+        if task.augment is not None:
+          batches = _augmented(task.augment, batches, epoch, step, pi * (config.batch_size // pc))
         for images, labels in data.prefetch_to_device(batches):
           rstate, rsums = p_step(rstate, rsums, images, labels)
           step += 1
           bar.update(1)
-          epoch_done = step % spe == 0
-          if step % config.log_every == 0 or epoch_done or step == total:
+          if step % config.log_every == 0 or step == end:
             _log_interval(task, writer, bar, last, rsums, step, config.batch_size)
-          stopped = stop.requested or step >= total
-          if epoch_done or step >= total:
+          if step == end or stop.requested:
             break
-          if stopped or step % config.ckpt_every == 0:
-            save(rstate, _unreplicate(rsums))
-          if stopped:
-            break
+          if step % config.ckpt_every == 0:
+            save(rstate, unreplicate(rsums))
+        if step < end:  # stopped by a signal: keep the partial epoch's sums
+          save(rstate, unreplicate(rsums))
+          continue
+        # The epoch's (or the run's) last step: evaluate, checkpoint, hooks.
         epoch_done = step % spe == 0
-        if epoch_done or step >= total:  # evaluate at each epoch end and at the last step
-          if epoch_done:
-            epoch_metrics = task.summarize(_unreplicate(rsums), spe)
-            writer.write(step, 'train_epoch', dict(epoch_metrics, epoch=epoch + 1))
-          valid = task.evaluate(rstate)
-          writer.write(step, 'valid', dict(valid, epoch=step / spe))
-          if pi == 0:
-            bar.write(f'step {step} (epoch {step / spe:.2f}): ' + ', '.join(
-                f'valid {k} {v:.4g}' for k, v in valid.items()))
-          sums = zero_sums if epoch_done else _unreplicate(rsums)
-          if epoch_done:
-            rsums = replicate(zero_sums, devices)
-            last['sums'] = zero_sums
-          save(rstate, sums, valid)
-          if task.on_epoch_end is not None and pi == 0:
-            task.on_epoch_end(rstate, epoch, step)
+        if epoch_done:
+          epoch_metrics = task.summarize(unreplicate(rsums), spe)
+          writer.write(step, 'train_epoch', dict(epoch_metrics, epoch=epoch + 1))
+        valid = task.evaluate(rstate)
+        writer.write(step, 'valid', dict(valid, epoch=step / spe))
+        if pi == 0:
+          bar.write(f'step {step} (epoch {step / spe:.2f}): ' + ', '.join(
+              f'valid {k} {v:.4g}' for k, v in valid.items()))
+        sums = zero_sums if epoch_done else unreplicate(rsums)
+        if epoch_done:
+          rsums = replicate(zero_sums, devices)
+          last['sums'] = zero_sums
+        save(rstate, sums, valid)
+        if task.on_epoch_end is not None and pi == 0:
+          task.on_epoch_end(rstate, epoch, step)
   finally:
     bar.close()
     ckpt.wait()
@@ -279,16 +299,15 @@ def total_steps(config, train_ds) -> int:
   return min(total, config.max_steps) if config.max_steps > 0 else total
 
 
-def _augmented(batches, seed, epoch, first_step, first_index):
+def _augmented(augment, batches, epoch, first_step, first_index):
   """Augments each host batch, every image keyed by its global step and its
   position in the global batch (this host's slice starts at `first_index`)."""
   for i, (images, labels) in enumerate(batches):
-    yield data.augment(images, seed=seed, epoch=epoch, step=first_step + i,
-                       first_index=first_index), labels
+    yield augment(images, epoch=epoch, step=first_step + i, first_index=first_index), labels
 
 
 def _log_interval(task, writer, bar, last, rsums, step, batch_size):
-  sums = _unreplicate(rsums)
+  sums = unreplicate(rsums)
   n = step - last['step']
   if n <= 0:
     return

@@ -1,0 +1,1 @@
+"""The command line: flags and process set-up, config files, the codec commands."""
