@@ -71,7 +71,7 @@ def _set_xla_flags():
 
 _set_xla_flags()  # JAX picks the device: the same script runs on a GPU unchanged
 sys.path.insert(0, _ROOT)
-# As the project's entry points do (cli_common.setup_runtime), before JAX's threads start.
+# As the project's entry points do (vqvae_jax.cli.flags.setup_runtime), before JAX's threads start.
 from vqvae_jax.cli.flags import tune_malloc  # noqa: E402
 MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and tune_malloc()
 
