@@ -9,10 +9,11 @@ Variants:
          lr after a warm-up), with a `configs/<dataset>.py:cpu` VQ-VAE:
              python train_prior.py --config configs/prior.py:cpu --model runs/fmnist-cpu \
                  --output-folder runs/fmnist-cpu-prior
-         Measured on the fashion_mnist.py:cpu VQ-VAE (2-core Intel Xeon, 2026-12-02):
-         test NLL 3.30 bits/code against a unigram entropy of 8.47, class
-         consistency 86.1% (classifier: 89.2% on real test images); 36.7 min
-         under load (about half the CPU taken by other jobs).
+         Measured on the fashion_mnist.py:cpu VQ-VAE (2-core AMD EPYC, 2026-12-02,
+         benchmarks/results/cpu-budget/): 600 steps in 19.3 min, test NLL 3.745
+         bits/code against a unigram entropy of 8.48, class consistency 84.0%
+         (classifier: 89.0% on real test images). pretrained/fashion-mnist-prior is
+         `--max-steps 1200` (3.30 bits/code, 86.1%).
   :cpu_atari  :cpu for Atari Boxing's 21x21 grids (9x the cost of a 7x7 grid a step):
          CPU_ATARI_STEPS steps at batch CPU_ATARI_BATCH.
   :tiny  a seconds-long CPU variant for tests.
