@@ -1,4 +1,4 @@
-"""Host-side runtime set-up of the entry points (cli_common)."""
+"""Host-side runtime set-up of the entry points (vqvae_jax.cli.flags)."""
 import os
 import platform
 import subprocess

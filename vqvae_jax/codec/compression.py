@@ -333,7 +333,7 @@ def _prior_payloads(codec: Codec, grids, labels) -> list[tuple[bytes, int]]:
                                       None if auto else [labels[i] for i in idx])
     for i, (payload, label) in zip(idx, coded):
       # Zero bytes past the end change nothing the range decoder reads
-      # (codec_format: bounded work).
+      # (codec/vqz.py: bounded work).
       out[i] = (payload.ljust(vqz.min_prior_payload(int(np.prod(shape))), b'\0'),
                 label)
   return out
