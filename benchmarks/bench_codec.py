@@ -10,11 +10,15 @@ Prints ONE JSON line on stdout (progress on stderr):
   decompress_imgs_per_s   .vqz -> PNG files the same way (codec_commands.decompress).
   bits_per_pixel, psnr_db whole files (headers included) and the mean PSNR.
   exact                   every decoded code grid equals the encoder's.
+  label_search            the encoder tries a shortlist of labels (the prior's
+      label table, `entropy.label_candidates`) instead of every label: on the
+      first --label-check images, the payload bytes with the shortlist and with
+      every label tried, their ratio, and how often both chose the same label.
   other_procs_cpu_frac    other processes' share of the machine (> 0.05: loaded).
   machine                 CPU, ISA flags, JAX version, date (benchmarks.machine).
 
 Usage (a prior folder whose VQ-VAE was trained on Fashion-MNIST):
-  python benchmarks/bench_codec.py --prior runs/fmnist-prior --images 2000
+  python benchmarks/bench_codec.py --prior runs/fmnist-prior --images 2048
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from PIL import Image  # noqa: E402
 from benchmarks.common import prior_split_images  # noqa: E402
 from benchmarks.machine import CpuSnap, runtime_info  # noqa: E402
 from vqvae_jax.cli import codec_commands  # noqa: E402
-from vqvae_jax.codec import compression  # noqa: E402
+from vqvae_jax.codec import compression, entropy, integer_prior  # noqa: E402
 
 
 def log(*a):
@@ -60,12 +64,30 @@ def _quiet(fn, *a):
     return fn(*a)
 
 
+def _label_search(codec, codes) -> dict:
+  """Payload bytes of `codes` coded with the label shortlist and with every label."""
+  log(f'label shortlist against every label on {len(codes)} grids')
+  short = entropy.encode_batch(codec.coder, codec.coder_arrays, codes)
+  every = entropy.encode_batch(codec.coder, codec.coder_arrays, codes,
+                               shortlist=codec.coder.num_classes)
+  a, b = sum(len(p) for p, _ in short), sum(len(p) for p, _ in every)
+  return {'grids': len(codes), 'shortlist': min(entropy.SHORTLIST, codec.coder.num_classes),
+          'has_table': integer_prior.LABEL_TABLE in codec.coder.arrays,
+          'payload_bytes_shortlist': a, 'payload_bytes_every_label': b,
+          'ratio': a / max(b, 1),
+          'same_label': float(np.mean([x[1] == y[1] for x, y in zip(short, every)]))}
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--prior', required=True)
-  p.add_argument('--images', type=int, default=2000, help='test images to code')
+  p.add_argument('--images', type=int, default=2048,
+                 help='test images to code (a multiple of compression.DECODE_BATCH times '
+                      'the same compiled programs)')
   p.add_argument('--split', default='test')
+  p.add_argument('--label-check', type=int, default=256,
+                 help='images coded both ways to measure the label shortlist (0: skip)')
   args = p.parse_args()
   codec = compression.load_codec(prior_dir=args.prior)
   images = prior_split_images(args.prior, args.split, args.images)
@@ -76,7 +98,8 @@ def main():
     for i, image in enumerate(images):
       Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
           os.path.join(src, f'{i:05d}.png'))
-    warm = sorted(glob.glob(os.path.join(src, '*.png')))[:compression.BATCH]
+    # One full batch of each (the timed run's batches have the same shapes).
+    warm = sorted(glob.glob(os.path.join(src, '*.png')))[:compression.DECODE_BATCH]
     log('warm-up (compile)')
     _quiet(codec_commands.compress, _args(images=warm, prior=args.prior, output=vqz))
     _quiet(codec_commands.decompress, _args(files=sorted(glob.glob(os.path.join(vqz, '*.vqz'))),
@@ -101,13 +124,15 @@ def main():
     exact = all(np.array_equal(np.load(os.path.join(out, f'{i:05d}.npy')), codes[i])
                 for i in range(len(images)))
   mse = np.mean((decoded.astype(np.float64) - images) ** 2, axis=(1, 2, 3))
+  label_search = _label_search(codec, codes[:args.label_check]) if args.label_check else None
   result = {
       'compress_imgs_per_s': len(images) / t_enc, 'decompress_imgs_per_s': len(images) / t_dec,
       'images': len(images), 'image_shape': list(images.shape[1:]),
       'bits_per_pixel': 8.0 * sum(sizes) / (len(images) * images.shape[1] * images.shape[2]),
       'mean_file_bytes': float(np.mean(sizes)),
       'psnr_db': float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12)))),
-      'exact': bool(exact), 'batch': compression.BATCH, 'prior': os.path.abspath(args.prior),
+      'exact': bool(exact), 'label_search': label_search,
+      'batch': compression.BATCH, 'decode_batch': compression.DECODE_BATCH, 'prior': os.path.abspath(args.prior),
       'other_procs_cpu_frac': other, 'malloc_tuned': bool(MALLOC_TUNED),
       'machine': runtime_info()}
   print(json.dumps(result, separators=(',', ':')))

@@ -251,6 +251,16 @@ def test_round_trip_of_random_images_is_bit_exact(method, size):
     assert result.psnr == compression.psnr(image, decoded)
 
 
+def test_compress_batch_without_reconstruction_writes_the_same_files():
+  codec = _codec()
+  images = [_image(12, 16, seed=s) for s in range(3)] + [_image(3, 7, seed=9)]
+  full = compression.compress_batch(codec, images)
+  quick = compression.compress_batch(codec, images, reconstruct=False)
+  for a, b in zip(full, quick):
+    assert a.data == b.data and b.reconstruction is None and b.psnr is None
+    np.testing.assert_array_equal(a.codes, b.codes)
+
+
 @pytest.mark.parametrize('method', ['fixed', 'prior'])
 def test_round_trip_of_random_codes_is_bit_exact(method):
   codec = _codec()
@@ -706,9 +716,14 @@ def test_cli_compress_decompress_info(tiny_cli, tmp_path, capsys):
     paths.append(str(tmp_path / f'im{i}.png'))
     Image.fromarray(_image(*size, seed=i)[..., 0]).save(paths[-1])
   out = tmp_path / 'out'
-  tiny_cli('compress', *paths, '--model', 'm', '--prior', 'p', '-o', str(out))
+  tiny_cli('compress', *paths, '--model', 'm', '--prior', 'p', '-o', str(tmp_path / 'quiet'))
+  printed = capsys.readouterr().out  # without -v: sizes only (nothing is decoded)
+  assert 'bpp' in printed and 'PSNR' not in printed and 'total: 2 images' in printed
+  tiny_cli('compress', *paths, '--model', 'm', '--prior', 'p', '-o', str(out), '-v')
   printed = capsys.readouterr().out
   assert 'bpp' in printed and 'PSNR' in printed and 'total: 2 images' in printed
+  for name in ('im0.vqz', 'im1.vqz'):  # the same bytes either way
+    assert (out / name).read_bytes() == (tmp_path / 'quiet' / name).read_bytes()
   files = [str(out / 'im0.vqz'), str(out / 'im1.vqz')]
   tiny_cli('info', files[1])
   assert "image_size: [10, 13]" in capsys.readouterr().out

@@ -100,9 +100,9 @@ def _incremental(iprior, arrays, codes, labels):
   out = np.zeros(codes.shape + (iprior.num_codes,), np.int32)
   v_cache, h_row = ip.init_caches(iprior, b, codes.shape[1:])
   for i in range(codes.shape[1]):
-    v_pres, v_cache = ip.row_step(iprior, arrays, codes, v_cache, jnp.int32(i), labels)
+    from_vs, v_cache = ip.row_step(iprior, arrays, codes, v_cache, jnp.int32(i), labels)
     for j in range(codes.shape[2]):
-      logits, h_row = ip.position_step(iprior, arrays, codes, v_pres, h_row, jnp.int32(i),
+      logits, h_row = ip.position_step(iprior, arrays, codes, from_vs, h_row, jnp.int32(i),
                                        jnp.int32(j), labels)
       out[:, i, j] = np.asarray(logits)
   return out
@@ -194,3 +194,46 @@ def test_decode_batch_refuses_labels_out_of_range():
   _, _, iprior, arrays, _, _ = _model()
   with pytest.raises(entropy.FormatError, match='labels'):
     entropy.decode_batch(iprior, arrays, [b'\x01\x02'], SHAPE, [CLASSES])
+
+
+def test_label_table_is_the_smoothed_log_frequency_of_codes_per_label():
+  rng = np.random.default_rng(3)
+  codes = rng.integers(0, K, (30,) + SHAPE)
+  labels = rng.integers(0, CLASSES, 30)
+  table = ip.label_table(codes, labels, CLASSES, K)
+  for y in range(CLASSES):  # brute force: count every code of every grid of label y
+    counts = np.full(K, 0.5)
+    for grid in codes[labels == y]:
+      for z in grid.ravel():
+        counts[z] += 1
+    np.testing.assert_allclose(table[y], np.log(counts / counts.sum()), rtol=1e-6)
+
+
+def test_label_table_leaves_the_fingerprint_and_decoding_alone_and_shortlists_labels():
+  _, _, iprior, arrays, codes, labels = _model()
+  tabled = ip.with_label_table(iprior, codes, labels)
+  assert tabled.fingerprint == iprior.fingerprint
+  cands = entropy.label_candidates(tabled, codes[:10], shortlist=2)
+  assert cands.shape == (10, 2)
+  table = tabled.arrays[ip.LABEL_TABLE].astype(np.float64)
+  for n in range(10):  # the two labels of the highest bag-of-codes score
+    scores = [sum(table[y, z] for z in codes[n].ravel()) for y in range(CLASSES)]
+    assert sorted(cands[n].tolist()) == sorted(np.argsort(scores)[::-1][:2].tolist())
+  coded = entropy.encode_batch(tabled, arrays, codes[:10], shortlist=2)
+  used = [c[1] for c in coded]
+  assert all(u in cands[n] for n, u in enumerate(used))
+  # The chosen one is the better of the two (up to the float proxy).
+  _, every = entropy.integer_logits(tabled, arrays, np.repeat(codes[:10], CLASSES, axis=0),
+                                    np.tile(np.arange(CLASSES), 10))
+  freqs = entropy.frequencies_from_logits(np.asarray(every)).reshape(10, CLASSES, -1, K)
+  for n in range(10):
+    bits = [entropy.table_bits(freqs[n, y], codes[n]) for y in cands[n]]
+    assert entropy.table_bits(freqs[n, used[n]], codes[n]) <= min(bits) + 0.5
+  got, errors = entropy.decode_batch(iprior, arrays, [c[0] for c in coded], SHAPE, used)
+  assert errors == [None] * 10
+  np.testing.assert_array_equal(got, codes[:10])
+  # Without a table, or with a shortlist of every label: all labels, in order.
+  np.testing.assert_array_equal(entropy.label_candidates(iprior, codes[:2]),
+                                np.tile(np.arange(CLASSES), (2, 1)))
+  np.testing.assert_array_equal(entropy.label_candidates(tabled, codes[:2], CLASSES),
+                                np.tile(np.arange(CLASSES), (2, 1)))

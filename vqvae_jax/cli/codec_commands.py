@@ -93,7 +93,7 @@ def _report(error: UserError) -> None:
   print(f'error: {error}', file=sys.stderr)
 
 
-def _chunks(items, outputs, size: int = compression.BATCH):
+def _chunks(items, outputs, size: int = compression.DECODE_BATCH):
   for start in range(0, len(items), size):
     yield items[start:start + size], outputs[start:start + size]
 
@@ -110,7 +110,7 @@ def compress(args) -> None:
   method = args.method or ('prior' if args.prior else 'fixed')
   items = image_items(args.images, codec.channels)
   outputs = output_paths(items, args.output, '.vqz')
-  totals = {'bytes': 0, 'pixels': 0, 'psnr': []}
+  totals = {'bytes': 0, 'pixels': 0, 'images': 0, 'psnr': []}
   failed = 0
   for part, outs in _chunks(items, outputs):
     start = time.perf_counter()
@@ -122,7 +122,8 @@ def compress(args) -> None:
       except UserError as e:
         _report(e)
         failed += 1
-    results = compression.compress_batch(codec, list(images.values()), method, args.label)
+    results = compression.compress_batch(codec, list(images.values()), method, args.label,
+                                         reconstruct=args.verbose)
     seconds = (time.perf_counter() - start) / max(1, len(images))
     for n, result in zip(images, results):
       try:
@@ -135,17 +136,19 @@ def compress(args) -> None:
         continue
       size, pixels = os.path.getsize(outs[n]), images[n].shape[0] * images[n].shape[1]
       label = '' if result.header.label is None else f', label {result.header.label}'
-      timing = f', {seconds:.4f} s per image in its batch' if args.verbose else ''
-      print(f'{part[n].name} -> {outs[n]}: {size} bytes, {8.0 * size / pixels:.4f} bpp, '
-            f'PSNR {result.psnr:.2f} dB{label}{timing}')
+      extra = (f', PSNR {result.psnr:.2f} dB{label}, {seconds:.4f} s per image in its batch'
+               if args.verbose else label)
+      print(f'{part[n].name} -> {outs[n]}: {size} bytes, {8.0 * size / pixels:.4f} bpp{extra}')
       totals['bytes'] += size
       totals['pixels'] += pixels
-      totals['psnr'].append(result.psnr)
-  if totals['psnr']:
+      totals['images'] += 1
+      if result.psnr is not None:
+        totals['psnr'].append(result.psnr)
+  if totals['images']:
     registry.remember(codec, args.model, args.prior)
-    print(f'total: {len(totals["psnr"])} images, {totals["bytes"]} bytes, '
-          f'{8.0 * totals["bytes"] / totals["pixels"]:.4f} bpp, mean PSNR '
-          f'{np.mean(totals["psnr"]):.2f} dB ({method})')
+    psnr = f', mean PSNR {np.mean(totals["psnr"]):.2f} dB' if totals['psnr'] else ''
+    print(f'total: {totals["images"]} images, {totals["bytes"]} bytes, '
+          f'{8.0 * totals["bytes"] / totals["pixels"]:.4f} bpp{psnr} ({method})')
   _finish(failed, len(items), 'images')
 
 

@@ -130,21 +130,31 @@ def load_coder(prior_dir: str, prior, params, grid) -> integer_prior.IntegerPrio
   (`codes/train.npz`, else grids sampled from the prior with seed 0), and saved
   beside the checkpoints: files are coded with the saved integer model, so the
   conversion need not be reproducible, only the integer arithmetic. A saved
-  model of other float parameters is replaced.
+  model of other float parameters is replaced. Where the training grids are
+  there, the saved model also gets the label table that lets the encoder try
+  only a shortlist of labels (`entropy.label_candidates`); that changes no
+  fingerprint and no file's decoding.
   """
   path = os.path.join(prior_dir, CODER_FILE)
   source = np.frombuffer(checkpoints.params_digest(params), np.uint8)
+  coder = None
   if os.path.exists(path):
     try:
       coder = integer_prior.load(path)
     except (OSError, ValueError, KeyError) as e:
       raise UserError(f'{path} is not a readable integer prior ({e}); delete it to '
                       'rebuild it from the checkpoint') from e
-    if np.array_equal(coder.arrays.get('source'), source):
+    if not np.array_equal(coder.arrays.get('source'), source):
+      coder = None
+    elif integer_prior.LABEL_TABLE in coder.arrays or not _has_train_codes(prior_dir):
       return coder
-  codes, labels = _calibration_grids(prior_dir, prior, params, grid)
-  coder = integer_prior.quantize(prior, params, codes, labels)
-  coder = dataclasses.replace(coder, arrays=dict(coder.arrays, source=source))
+  if coder is None:
+    codes, labels = _calibration_grids(prior_dir, prior, params, grid)
+    coder = integer_prior.quantize(prior, params, codes, labels)
+    coder = dataclasses.replace(coder, arrays=dict(coder.arrays, source=source))
+  if _has_train_codes(prior_dir):
+    codes, labels = _train_codes(prior_dir)
+    coder = integer_prior.with_label_table(coder, codes, labels)
   try:
     integer_prior.save(coder, path)
   except OSError as e:
@@ -153,12 +163,23 @@ def load_coder(prior_dir: str, prior, params, grid) -> integer_prior.IntegerPrio
   return coder
 
 
+def _train_path(prior_dir):
+  return os.path.join(prior_dir, 'codes', 'train.npz')
+
+
+def _has_train_codes(prior_dir) -> bool:
+  return os.path.exists(_train_path(prior_dir))
+
+
+def _train_codes(prior_dir, limit=None):
+  with np.load(_train_path(prior_dir)) as f:
+    return f['codes'][:limit], f['labels'][:limit]
+
+
 def _calibration_grids(prior_dir, prior, params, grid):
   """Up to CALIBRATION_GRIDS (codes [N, h, w], labels [N]) to calibrate on."""
-  path = os.path.join(prior_dir, 'codes', 'train.npz')
-  if os.path.exists(path):
-    with np.load(path) as f:
-      return f['codes'][:CALIBRATION_GRIDS], f['labels'][:CALIBRATION_GRIDS]
+  if _has_train_codes(prior_dir):
+    return _train_codes(prior_dir, CALIBRATION_GRIDS)
   labels = np.arange(64) % prior.num_classes
   codes = sampling.sample_codes(prior, params, labels, tuple(grid), jax.random.key(0))
   return np.asarray(codes), labels
@@ -288,12 +309,13 @@ def _check_prior_work(codec: Codec, grid, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Compressed:
-  """One compressed image: the file bytes, its codes, label and decoded image."""
+  """One compressed image: the file bytes, its codes, label and decoded image
+  with its PSNR (None when compressed with reconstruct=False)."""
   data: bytes
   header: Header | HeaderV2
   codes: np.ndarray
-  reconstruction: np.ndarray
-  psnr: float
+  reconstruction: np.ndarray | None
+  psnr: float | None
 
   @property
   def bits_per_pixel(self) -> float:
@@ -301,6 +323,7 @@ class Compressed:
 
 
 BATCH = 256  # images per VQ-VAE / prior batch
+DECODE_BATCH = 1024  # grids per batch of the incremental decoder (per-call costs amortised)
 
 
 def _batched(fn, x, chunk: int = BATCH):
@@ -370,9 +393,12 @@ def compress_codes(codec: Codec, codes, image_size, method: str = 'prior',
   return _pack(codec, method, codes, image_size, coded)
 
 
-def compress_batch(codec: Codec, images, method: str = 'prior', label=None) -> list:
+def compress_batch(codec: Codec, images, method: str = 'prior', label=None,
+                   reconstruct: bool = True) -> list:
   """Many images [H, W, C] uint8 (any sizes) -> one Compressed or UserError
-  each (a bad image fails alone); the VQ-VAE and the prior run in batches."""
+  each (a bad image fails alone); the VQ-VAE and the prior run in batches.
+  reconstruct=False skips decoding the codes (no reconstruction or PSNR):
+  about a third of the work."""
   _check_method(codec, method)
   label = resolve_label(codec, label)
   results = [None] * len(images)
@@ -391,16 +417,19 @@ def compress_batch(codec: Codec, images, method: str = 'prior', label=None) -> l
     idx = [order[n] for n in members]
     grid = _batched(lambda x: _encode(codec.model, codec.variables, x),
                     np.stack([pad_image(good[i]) for i in idx]))
-    image = _batched(lambda c: _decode(codec.model, codec.variables, c), grid)
+    image = (_batched(lambda c: _decode(codec.model, codec.variables, c), grid)
+             if reconstruct else None)
     for n, i in enumerate(idx):
-      codes[i], recon[i] = grid[n], image[n][:good[i].shape[0], :good[i].shape[1]]
+      codes[i] = grid[n]
+      recon[i] = None if image is None else image[n][:good[i].shape[0], :good[i].shape[1]]
   order = list(good)
   coded = ([label] * len(order) if method == 'fixed' else
            _prior_payloads(codec, [codes[i] for i in order], [label] * len(order)))
   for i, c in zip(order, coded):
     data = _pack(codec, method, codes[i], good[i].shape[:2], c)
     header, _ = vqz.unpack(data)
-    results[i] = Compressed(data, header, codes[i], recon[i], psnr(good[i], recon[i]))
+    results[i] = Compressed(data, header, codes[i], recon[i],
+                            None if recon[i] is None else psnr(good[i], recon[i]))
   return results
 
 
@@ -435,8 +464,9 @@ def read_codes_batch(codec: Codec, datas, names=None) -> list:
       results[i] = e
   for grid, idx in _groups([pending[i][0].grid for i in pending]).items():
     idx = [list(pending)[n] for n in idx]
-    for start in range(0, len(idx), BATCH):
-      part = idx[start:start + BATCH]
+    step = max(1, min(DECODE_BATCH, PRIOR_MEMORY_BUDGET // prior_memory(codec.prior, grid[0] * grid[1])))
+    for start in range(0, len(idx), step):
+      part = idx[start:start + step]
       codes, errors = entropy.decode_batch(
           codec.coder, codec.coder_arrays, [pending[i][1] for i in part], grid,
           [pending[i][0].label for i in part])

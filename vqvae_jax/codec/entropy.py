@@ -286,51 +286,75 @@ def ideal_bits(logits, codes) -> np.ndarray:
 
 ENCODE_CHUNK = 64          # grids per whole-grid pass, at most ...
 ENCODE_BYTES = 1 << 30     # ... and about this much memory for its logits
+SHORTLIST = 2              # labels tried per unlabelled grid, given a label table
+
+
+def label_candidates(iprior, codes, shortlist: int = SHORTLIST) -> np.ndarray:
+  """The labels to try for unlabelled grids codes [B, h, w]: [B, n] int32, the
+  n = min(shortlist, classes) best under the prior's label table (bag of codes,
+  ties to the smaller label), or every label, in order, without a table."""
+  b, c = len(codes), iprior.num_classes
+  table = iprior.arrays.get(integer_prior.LABEL_TABLE)
+  if table is None or shortlist >= c:
+    return np.tile(np.arange(c, dtype=np.int32), (b, 1))
+  flat = np.asarray(codes).reshape(b, -1)
+  scores = np.asarray(table, np.float64)[:, flat].sum(axis=-1).T  # [B, classes]
+  return np.argsort(-scores, axis=1, kind='stable')[:, :shortlist].astype(np.int32)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _best_labels(iprior, arrays, codes):
-  """codes [B, h, w] -> (labels [B] int32 whose integer logits give the fewest
-  ideal bits, those logits [B, h, w, K] int32): one pass over every label.
+def _best_labels(iprior, arrays, codes, candidates):
+  """codes [B, h, w], candidates [B, n] labels -> (labels [B] int32, among each
+  grid's candidates the one whose integer logits give the fewest ideal bits,
+  and those logits [B, h, w, K] int32): one pass over every candidate.
 
   The choice uses float log-softmax of the integer logits; it only affects the
   length of the file, never what the decoder computes."""
-  b, c = codes.shape[0], iprior.num_classes
-  every = integer_prior.logits(iprior, arrays, jnp.repeat(codes, c, axis=0),
-                               jnp.tile(jnp.arange(c, dtype=jnp.int32), b))
+  b, n = candidates.shape
+  every = integer_prior.logits(iprior, arrays, jnp.repeat(codes, n, axis=0),
+                               candidates.reshape(-1))
   logp = jax.nn.log_softmax(every.astype(jnp.float32) / STEPS_PER_NAT, axis=-1)
-  picked = jnp.take_along_axis(logp, jnp.repeat(codes, c, axis=0)[..., None], axis=-1)
-  nats = -jnp.sum(picked, axis=(1, 2, 3)).reshape(b, c)
-  best = jnp.argmin(nats, axis=1).astype(jnp.int32)
-  return best, every.reshape((b, c) + every.shape[1:])[jnp.arange(b), best]
+  picked = jnp.take_along_axis(logp, jnp.repeat(codes, n, axis=0)[..., None], axis=-1)
+  nats = -jnp.sum(picked, axis=(1, 2, 3)).reshape(b, n)
+  pick = jnp.argmin(nats, axis=1)
+  rows = jnp.arange(b)
+  return candidates[rows, pick], every.reshape((b, n) + every.shape[1:])[rows, pick]
 
 
-def integer_logits(iprior, arrays, codes, labels=None):
-  """codes [B, h, w] int, labels [B] int or None (choose each) -> (labels [B]
-  int32, logits [B, h, w, K] int32) of the integer prior (teacher forcing)."""
+def integer_logits(iprior, arrays, codes, labels=None, shortlist: int = SHORTLIST):
+  """codes [B, h, w] int, labels [B] int or None (choose each among
+  `label_candidates`) -> (labels [B] int32, logits [B, h, w, K] int32) of the
+  integer prior (teacher forcing)."""
   codes = jnp.asarray(codes, jnp.int32)
   if labels is None:
-    return _best_labels(iprior, arrays, codes)
+    candidates = label_candidates(iprior, np.asarray(codes), shortlist)
+    return _best_labels(iprior, arrays, codes, jnp.asarray(candidates))
   labels = jnp.asarray(labels, jnp.int32)
   return labels, integer_prior.logits(iprior, arrays, codes, labels)
 
 
-def encode_batch(iprior, arrays, codes, labels=None) -> list[tuple[bytes, int]]:
+def encode_batch(iprior, arrays, codes, labels=None,
+                 shortlist: int = SHORTLIST) -> list[tuple[bytes, int]]:
   """Range-codes grids with the integer prior.
 
   codes: [B, h, w] int in [0, K); labels: [B] ints, or None to give each grid
-  the label with the shortest code; arrays = `integer_prior.device_arrays`.
-  Returns [(payload, label)] * B. Inverse: `decode_batch`.
+  the label with the shortest code among its `label_candidates` (`shortlist`
+  of them; all labels if the prior has no label table);
+  arrays = `integer_prior.device_arrays`. Returns [(payload, label)] * B.
+  Inverse: `decode_batch`.
   """
   codes = np.asarray(codes, np.int32)
   out = []
-  labels_per_grid = iprior.num_classes if labels is None else 1
-  per_grid = 8 * labels_per_grid * codes[0].size * iprior.num_codes if len(codes) else 1
+  tried = 1
+  if labels is None:
+    has_table = integer_prior.LABEL_TABLE in iprior.arrays
+    tried = min(shortlist, iprior.num_classes) if has_table else iprior.num_classes
+  per_grid = 8 * tried * codes[0].size * iprior.num_codes if len(codes) else 1
   step = max(1, min(ENCODE_CHUNK, ENCODE_BYTES // per_grid))
   for start in range(0, len(codes), step):
     chunk = codes[start:start + step]
     part = None if labels is None else np.asarray(labels)[start:start + step]
-    used, logits = integer_logits(iprior, arrays, chunk, part)
+    used, logits = integer_logits(iprior, arrays, chunk, part, shortlist)
     freqs = frequencies_from_logits(np.asarray(logits))
     freqs = freqs.reshape(len(chunk), -1, freqs.shape[-1])
     out.extend((encode_with_tables(f, c), int(y))
@@ -359,10 +383,10 @@ def decode_batch(iprior, arrays, payloads, shape, labels):
   dev_labels = jnp.asarray(labels)
   v_cache, h_row = integer_prior.init_caches(iprior, b, (h, w))
   for i in range(h):
-    v_pres, v_cache = integer_prior.row_step(iprior, arrays, codes, v_cache, jnp.int32(i),
+    from_vs, v_cache = integer_prior.row_step(iprior, arrays, codes, v_cache, jnp.int32(i),
                                              dev_labels)
     for j in range(w):
-      logits, h_row = integer_prior.position_step(iprior, arrays, codes, v_pres, h_row,
+      logits, h_row = integer_prior.position_step(iprior, arrays, codes, from_vs, h_row,
                                                   jnp.int32(i), jnp.int32(j), dev_labels)
       weights = (frequencies_from_logits(np.asarray(logits)) - 1).astype(np.float32)
       for n, decoder in enumerate(decoders):

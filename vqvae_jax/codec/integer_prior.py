@@ -158,9 +158,10 @@ class IntegerPrior:
 
   @functools.cached_property
   def fingerprint(self) -> bytes:
-    """sha256 of the sizes and every array (name, dtype, shape, bytes)."""
+    """sha256 of the sizes and every array (name, dtype, shape, bytes) but the
+    label table, which only guides the encoder's choice of label."""
     h = hashlib.sha256(repr(self._sizes()).encode())
-    for name in sorted(self.arrays):
+    for name in sorted(set(self.arrays) - {LABEL_TABLE}):
       a = np.ascontiguousarray(self.arrays[name])
       h.update(f'{name}:{a.dtype.str}:{a.shape}'.encode())
       h.update(a.tobytes())
@@ -173,6 +174,26 @@ class IntegerPrior:
   def windows(self):
     return [conv_windows(self.first_kernel if l == 0 else self.kernel, first=(l == 0))
             for l in range(self.num_layers)]
+
+
+LABEL_TABLE = 'label_logp'  # [classes, K] float32, see `label_table`
+
+
+def label_table(codes, labels, num_classes: int, num_codes: int) -> np.ndarray:
+  """log p(code | label) of a bag of codes, from training grids codes [N, h, w]
+  and labels [N] (counts + 1/2): float32 [num_classes, num_codes]. The encoder
+  ranks labels with it (`entropy.label_candidates`) before running the prior;
+  a poor table only makes files longer, never undecodable."""
+  codes = np.asarray(codes).reshape(len(codes), -1)
+  counts = np.full((num_classes, num_codes), 0.5)
+  np.add.at(counts, (np.repeat(np.asarray(labels), codes.shape[1]), codes.reshape(-1)), 1.0)
+  return np.log(counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def with_label_table(iprior: IntegerPrior, codes, labels) -> IntegerPrior:
+  """`iprior` with the label table of these training grids (same fingerprint)."""
+  table = label_table(codes, labels, iprior.num_classes, iprior.num_codes)
+  return dataclasses.replace(iprior, arrays=dict(iprior.arrays, **{LABEL_TABLE: table}))
 
 
 def save(iprior: IntegerPrior, path: str):
@@ -286,7 +307,13 @@ def device_arrays(iprior: IntegerPrior) -> dict:
   """The arrays as JAX arrays for the forward passes: {'first': layer 0,
   'rest': layers 1.. stacked on a leading axis (they have the same shapes, so
   one `lax.scan` runs them: a compiled program 1/num_layers the size), the
-  embedding, head and gate tables}."""
+  embedding, head and gate tables}.
+
+  Layer 0's two convolutions see only embedded codes, so each becomes a sum of
+  table lookups: 'v_table' [kh * kw, K + 1, 2C] and 'h_table' [kw, K + 1, 2C]
+  hold embed @ kernel tap for every code (row K, zeros, for positions outside
+  the grid), exact int32 products computed once in int64 NumPy. The sums are
+  the same integers the convolutions give, at a fraction of the work."""
   arr = iprior.arrays
 
   def layer(l):
@@ -296,9 +323,35 @@ def device_arrays(iprior: IntegerPrior) -> dict:
 
   rest = [layer(l) for l in range(1, iprior.num_layers)]
   out = {'first': layer(0), 'rest': jax.tree.map(lambda *x: jnp.stack(x), *rest) if rest else None}
+  for name in ('v', 'h'):
+    out['first'][name + '_table'] = jnp.asarray(_tap_tables(arr['embed'], arr[f'l0/{name}_w']))
   for k in ('embed', 'head_w', 'head_s', 'head_b', 'out_w', 'out_s', 'out_b'):
     out[k] = jnp.asarray(arr[k])
   out['tanh'], out['sigmoid'] = (jnp.asarray(t) for t in gate_tables())
+  return out
+
+
+def _tap_tables(embed, kernel) -> np.ndarray:
+  """embed [K, C] int8, kernel [taps * C, O] int8 -> int32 [taps, K + 1, O]:
+  table[t, z] = embed[z] @ kernel[t * C:(t + 1) * C], and table[t, K] = 0."""
+  k, c = embed.shape
+  w = np.asarray(kernel, np.int64).reshape(-1, c, kernel.shape[-1])
+  table = np.einsum('zc,tco->tzo', np.asarray(embed, np.int64), w)
+  table = np.concatenate([table, np.zeros((len(w), 1, w.shape[-1]), np.int64)], axis=1)
+  return table.astype(np.int32)  # |entries| <= 127^2 * C, far inside int32
+
+
+def _table_conv(table, codes, kh, kw):
+  """The layer-0 convolution of embedded codes by lookups: codes [B, R+kh-1,
+  S+kw-1] int32 (K outside the grid), table [kh * kw, K + 1, O] -> [B, R, S, O]
+  int32, the same integers as `_conv` of the embeddings."""
+  rows, cols = codes.shape[1:3]
+  r, s = rows - kh + 1, cols - kw + 1
+  out = None
+  for dy in range(kh):
+    for dx in range(kw):
+      term = jnp.take(table[dy * kw + dx], codes[:, dy:dy + r, dx:dx + s], axis=0)
+      out = term if out is None else out + term
   return out
 
 
@@ -307,21 +360,36 @@ def _pad(x, pads):
   return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
 
 
+def _pad_codes(iprior, codes, pads):
+  """codes [B, h, w] padded with K (the tables' zero row): pads ((t, b), (l, r))."""
+  (t, b), (l, r) = pads
+  return lax.pad(codes, jnp.int32(iprior.num_codes), ((0, 0, 0), (t, b, 0), (l, r, 0)))
+
+
 def _vertical(iprior, l, p, window):
-  """Layer l's (0, or any later one: p its arrays) vertical conv: window int8
-  [B, R+kh-1, S+kw-1, C] -> v_pre [B, R, S, 2C] int32 (F_GATE bits)."""
+  """Layer l's (0, or any later one: p its arrays) vertical conv -> v_pre
+  [B, R, S, 2C] int32 (F_GATE bits). window: for layer 0 the codes [B, R+kh-1,
+  S+kw-1] (`_pad_codes`), else the layer below's v, int8 [B, R+kh-1, S+kw-1, C]."""
   (kh, kw), _ = _kernel_size(iprior, l)
-  return _shift_round(_conv(window, p['v_w'], kh, kw), p['v_s']) + p['v_b']
+  acc = _table_conv(p['v_table'], window, kh, kw) if l == 0 else _conv(window, p['v_w'], kh, kw)
+  return _shift_round(acc, p['v_s']) + p['v_b']
 
 
-def _horizontal(iprior, l, p, tables, v_pre, window, h_res, c):
-  """One horizontal stack: v_pre [B, R, S, 2C], h window int8 [B, R, S+kw-1, C],
-  the residual h_res [B, R, S, C] int32 (None for layer 0), c [B, 1, 1, 2C]
-  -> (h_res' int32 F_RES bits, h' int8 with the layer's calibrated bits)."""
-  _, kw = _kernel_size(iprior, l)
+def _from_vertical(p, v_pre, c):
+  """The horizontal stack's input from the vertical one: v_pre [B, R, S, 2C],
+  c [B, 1, 1, 2C] -> int32 [B, R, S, 2C] (F_GATE bits), with its biases."""
   vp8 = _to_int8(_shift_round(v_pre, F_GATE - p['f'][0]))
-  t = (_shift_round(_dot(vp8, p['vh_w']), p['vh_s']) + p['vh_b'] +
-       _shift_round(_conv(window, p['h_w'], 1, kw), p['h_s']) + p['h_b'] + c)
+  return _shift_round(_dot(vp8, p['vh_w']), p['vh_s']) + p['vh_b'] + p['h_b'] + c
+
+
+def _horizontal(iprior, l, p, tables, from_v, window, h_res):
+  """One horizontal stack: from_v [B, R, S, 2C] (`_from_vertical`), the h
+  window (layer 0: codes [B, R, S+kw-1]; later: int8 [B, R, S+kw-1, C]), the
+  residual h_res [B, R, S, C] int32 (None for layer 0) -> (h_res' int32
+  F_RES bits, h' int8 with the layer's calibrated bits)."""
+  _, kw = _kernel_size(iprior, l)
+  acc = _table_conv(p['h_table'], window, 1, kw) if l == 0 else _conv(window, p['h_w'], 1, kw)
+  t = from_v + _shift_round(acc, p['h_s'])
   out = _shift_round(_dot(_gate(t, tables), p['p_w']), p['p_s']) + p['p_b']
   if h_res is not None:
     out = out + h_res
@@ -339,30 +407,26 @@ def _head(a, h8):
   return _shift_round(_dot(r8, a['out_w']), a['out_s']) + a['out_b']
 
 
-def _scan_rest(a, body, carry, xs=()):
-  """Runs `body(carry, (layer arrays, *xs)) -> (carry, y)` over layers 1.."""
-  if a['rest'] is None:
-    return carry, None
-  return lax.scan(body, carry, (a['rest'],) + tuple(xs))
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def logits(iprior: IntegerPrior, a, codes, labels):
   """Whole-grid pass: codes [B, h, w] int, labels [B] int -> [B, h, w, K] int32
   logits in 1/64 nat; `a` = `device_arrays(iprior)`."""
   win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
+  codes = jnp.asarray(codes, jnp.int32)
 
-  def layer(l, p, v, h8, h_res):
+  def layer(l, p, v_win, h_win, h_res):
     c = _class_bias(p, labels)
-    v_pre = _vertical(iprior, l, p, _pad(v, win[l][0]))
-    h_res, h8 = _horizontal(iprior, l, p, tables, v_pre, _pad(h8, ((0, 0), win[l][1])),
-                            h_res, c)
+    v_pre = _vertical(iprior, l, p, v_win)
+    h_res, h8 = _horizontal(iprior, l, p, tables, _from_vertical(p, v_pre, c), h_win, h_res)
     return _gate(v_pre + c, tables), h8, h_res
 
-  x = jnp.take(a['embed'], codes, axis=0)
-  v, h8, h_res = layer(0, a['first'], x, x, None)
-  (v, h8, h_res), _ = _scan_rest(a, lambda carry, xs: (layer(1, xs[0], *carry), None),
-                                 (v, h8, h_res))
+  v, h8, h_res = layer(0, a['first'], _pad_codes(iprior, codes, win[0][0]),
+                       _pad_codes(iprior, codes, ((0, 0), win[0][1])), None)
+  if a['rest'] is not None:
+    (v, h8, h_res), _ = lax.scan(
+        lambda carry, p: (layer(1, p, _pad(carry[0], win[1][0]),
+                                _pad(carry[1], ((0, 0), win[1][1])), carry[2]), None),
+        (v, h8, h_res), a['rest'])
   return _head(a, h8)
 
 
@@ -387,15 +451,18 @@ def row_step(iprior: IntegerPrior, a, codes, v_cache, i, labels):
   """Vertical stacks of row i for every layer, from the codes of rows < i.
 
   codes [B, h, w] int32, v_cache from `init_caches`, i scalar int32 ->
-  (v_pre [L, B, 1, w, 2C] int32, the updated v_cache).
+  (from_v [L, B, 1, w, 2C] int32: each layer's horizontal-stack input from
+  its vertical stack (`_from_vertical`), the updated v_cache).
   """
   win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
-  (top, bottom), (left, right) = win[0][0]
-  x = jnp.pad(jnp.take(a['embed'], codes, axis=0), ((0, 0), (top, 0), (left, right), (0, 0)))
-  v_pre0 = _vertical(iprior, 0, a['first'], lax.dynamic_slice_in_dim(x, i, top + bottom + 1, 1))
-  v0 = _gate(v_pre0 + _class_bias(a['first'], labels), tables)
+  (top, bottom), _ = win[0][0]
+  padded = _pad_codes(iprior, codes, ((top, 0), win[0][0][1]))
+  first = a['first']
+  c0 = _class_bias(first, labels)
+  v_pre0 = _vertical(iprior, 0, first, lax.dynamic_slice_in_dim(padded, i, top + bottom + 1, 1))
+  from_v0 = _from_vertical(first, v_pre0, c0)
   if a['rest'] is None:
-    return v_pre0[None], v_cache
+    return from_v0[None], v_cache
   (top, bottom), (left, right) = win[1][0]
 
   def body(v_below, xs):
@@ -403,38 +470,38 @@ def row_step(iprior: IntegerPrior, a, codes, v_cache, i, labels):
     cache = lax.dynamic_update_slice_in_dim(cache, v_below, i + top, axis=1)
     rows = lax.dynamic_slice_in_dim(cache, i, top + bottom + 1, axis=1)
     v_pre = _vertical(iprior, 1, p, jnp.pad(rows, ((0, 0), (0, 0), (left, right), (0, 0))))
-    return _gate(v_pre + _class_bias(p, labels), tables), (v_pre, cache)
+    c = _class_bias(p, labels)
+    return _gate(v_pre + c, tables), (_from_vertical(p, v_pre, c), cache)
 
-  _, (v_pres, new_cache) = lax.scan(body, v0, (a['rest'], v_cache))
-  return jnp.concatenate([v_pre0[None], v_pres]), new_cache
+  _, (from_vs, new_cache) = lax.scan(body, _gate(v_pre0 + c0, tables), (a['rest'], v_cache))
+  return jnp.concatenate([from_v0[None], from_vs]), new_cache
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=4)
-def position_step(iprior: IntegerPrior, a, codes, v_pres, h_row, i, j, labels):
+def position_step(iprior: IntegerPrior, a, codes, from_vs, h_row, i, j, labels):
   """Horizontal stacks and logits at (i, j) from the codes before it.
 
-  codes [B, h, w] int32, v_pres from `row_step` of row i, h_row from
+  codes [B, h, w] int32, from_vs from `row_step` of row i, h_row from
   `init_caches` (carried along the row) -> (logits [B, K] int32, h_row).
   """
+  del labels  # the class biases are in from_vs
   win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
   left0, right0 = win[0][1]
-  src = jnp.pad(jnp.take(a['embed'], codes[:, i], axis=0), ((0, 0), (left0, 0), (0, 0)))
-  window = lax.dynamic_slice_in_dim(src, j, left0 + right0 + 1, axis=1)[:, None]
-  v_pre = lax.dynamic_slice_in_dim(v_pres[0], j, 1, axis=2)
-  h_res, h8 = _horizontal(iprior, 0, a['first'], tables, v_pre, window, None,
-                          _class_bias(a['first'], labels))
+  src = _pad_codes(iprior, lax.dynamic_slice_in_dim(codes, i, 1, axis=1), ((0, 0), (left0, 0)))
+  window = lax.dynamic_slice_in_dim(src, j, left0 + right0 + 1, axis=2)
+  from_v = lax.dynamic_slice_in_dim(from_vs[0], j, 1, axis=2)
+  h_res, h8 = _horizontal(iprior, 0, a['first'], tables, from_v, window, None)
   if a['rest'] is None:
     return _head(a, h8[:, 0, 0]), h_row
   left, right = win[1][1]
 
   def body(carry, xs):
     h_res, h8 = carry
-    p, v_pre_row, row = xs  # row: the layer below's h, before column j was added
+    p, from_v_row, row = xs  # row: the layer below's h, before column j was added
     row = lax.dynamic_update_slice_in_dim(row, h8[:, 0], j + left, axis=1)
     window = lax.dynamic_slice_in_dim(row, j, left + right + 1, axis=1)[:, None]
-    v_pre = lax.dynamic_slice_in_dim(v_pre_row, j, 1, axis=2)
-    return _horizontal(iprior, 1, p, tables, v_pre, window, h_res,
-                       _class_bias(p, labels)), row
+    from_v = lax.dynamic_slice_in_dim(from_v_row, j, 1, axis=2)
+    return _horizontal(iprior, 1, p, tables, from_v, window, h_res), row
 
-  (_, h8), new_row = lax.scan(body, (h_res, h8), (a['rest'], v_pres[1:], h_row))
+  (_, h8), new_row = lax.scan(body, (h_res, h8), (a['rest'], from_vs[1:], h_row))
   return _head(a, h8[:, 0, 0]), new_row
