@@ -137,6 +137,7 @@ def load_coder(prior_dir: str, prior, params, grid) -> integer_prior.IntegerPrio
   """
   path = os.path.join(prior_dir, CODER_FILE)
   source = np.frombuffer(checkpoints.params_digest(params), np.uint8)
+  has_train = os.path.exists(_train_path(prior_dir))
   coder = None
   if os.path.exists(path):
     try:
@@ -146,15 +147,16 @@ def load_coder(prior_dir: str, prior, params, grid) -> integer_prior.IntegerPrio
                       'rebuild it from the checkpoint') from e
     if not np.array_equal(coder.arrays.get('source'), source):
       coder = None
-    elif integer_prior.LABEL_TABLE in coder.arrays or not _has_train_codes(prior_dir):
+    elif integer_prior.LABEL_TABLE in coder.arrays or not has_train:
       return coder
+  train = _train_codes(prior_dir) if has_train else None
   if coder is None:
-    codes, labels = _calibration_grids(prior_dir, prior, params, grid)
+    codes, labels = (train[0][:CALIBRATION_GRIDS], train[1][:CALIBRATION_GRIDS]) if train \
+        else _sampled_grids(prior, params, grid)
     coder = integer_prior.quantize(prior, params, codes, labels)
     coder = dataclasses.replace(coder, arrays=dict(coder.arrays, source=source))
-  if _has_train_codes(prior_dir):
-    codes, labels = _train_codes(prior_dir)
-    coder = integer_prior.with_label_table(coder, codes, labels)
+  if train:
+    coder = integer_prior.with_label_table(coder, *train)
   try:
     integer_prior.save(coder, path)
   except OSError as e:
@@ -167,19 +169,14 @@ def _train_path(prior_dir):
   return os.path.join(prior_dir, 'codes', 'train.npz')
 
 
-def _has_train_codes(prior_dir) -> bool:
-  return os.path.exists(_train_path(prior_dir))
-
-
-def _train_codes(prior_dir, limit=None):
+def _train_codes(prior_dir):
+  """The training grids of a prior folder: (codes [N, h, w], labels [N])."""
   with np.load(_train_path(prior_dir)) as f:
-    return f['codes'][:limit], f['labels'][:limit]
+    return f['codes'], f['labels']
 
 
-def _calibration_grids(prior_dir, prior, params, grid):
-  """Up to CALIBRATION_GRIDS (codes [N, h, w], labels [N]) to calibrate on."""
-  if _has_train_codes(prior_dir):
-    return _train_codes(prior_dir, CALIBRATION_GRIDS)
+def _sampled_grids(prior, params, grid):
+  """64 grids sampled from the prior (seed 0), to calibrate on without training codes."""
   labels = np.arange(64) % prior.num_classes
   codes = sampling.sample_codes(prior, params, labels, tuple(grid), jax.random.key(0))
   return np.asarray(codes), labels
@@ -464,7 +461,8 @@ def read_codes_batch(codec: Codec, datas, names=None) -> list:
       results[i] = e
   for grid, idx in _groups([pending[i][0].grid for i in pending]).items():
     idx = [list(pending)[n] for n in idx]
-    step = max(1, min(DECODE_BATCH, PRIOR_MEMORY_BUDGET // prior_memory(codec.prior, grid[0] * grid[1])))
+    fits = PRIOR_MEMORY_BUDGET // prior_memory(codec.prior, grid[0] * grid[1])
+    step = max(1, min(DECODE_BATCH, fits))
     for start in range(0, len(idx), step):
       part = idx[start:start + step]
       codes, errors = entropy.decode_batch(

@@ -289,17 +289,24 @@ ENCODE_BYTES = 1 << 30     # ... and about this much memory for its logits
 SHORTLIST = 2              # labels tried per unlabelled grid, given a label table
 
 
+def num_candidates(iprior, shortlist: int = SHORTLIST) -> int:
+  """How many labels the encoder tries per unlabelled grid: the shortlist
+  given the prior's label table, else every label."""
+  if integer_prior.LABEL_TABLE not in iprior.arrays:
+    return iprior.num_classes
+  return min(shortlist, iprior.num_classes)
+
+
 def label_candidates(iprior, codes, shortlist: int = SHORTLIST) -> np.ndarray:
-  """The labels to try for unlabelled grids codes [B, h, w]: [B, n] int32, the
-  n = min(shortlist, classes) best under the prior's label table (bag of codes,
-  ties to the smaller label), or every label, in order, without a table."""
-  b, c = len(codes), iprior.num_classes
-  table = iprior.arrays.get(integer_prior.LABEL_TABLE)
-  if table is None or shortlist >= c:
+  """The labels to try for unlabelled grids codes [B, h, w]: [B, n] int32
+  (n = `num_candidates`), the best under the prior's label table (bag of
+  codes, ties to the smaller label), or every label, in order, without one."""
+  b, c, n = len(codes), iprior.num_classes, num_candidates(iprior, shortlist)
+  if n == c:
     return np.tile(np.arange(c, dtype=np.int32), (b, 1))
-  flat = np.asarray(codes).reshape(b, -1)
-  scores = np.asarray(table, np.float64)[:, flat].sum(axis=-1).T  # [B, classes]
-  return np.argsort(-scores, axis=1, kind='stable')[:, :shortlist].astype(np.int32)
+  table = np.asarray(iprior.arrays[integer_prior.LABEL_TABLE], np.float64)
+  scores = table[:, np.asarray(codes).reshape(b, -1)].sum(axis=-1).T  # [B, classes]
+  return np.argsort(-scores, axis=1, kind='stable')[:, :n].astype(np.int32)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -345,10 +352,7 @@ def encode_batch(iprior, arrays, codes, labels=None,
   """
   codes = np.asarray(codes, np.int32)
   out = []
-  tried = 1
-  if labels is None:
-    has_table = integer_prior.LABEL_TABLE in iprior.arrays
-    tried = min(shortlist, iprior.num_classes) if has_table else iprior.num_classes
+  tried = num_candidates(iprior, shortlist) if labels is None else 1
   per_grid = 8 * tried * codes[0].size * iprior.num_codes if len(codes) else 1
   step = max(1, min(ENCODE_CHUNK, ENCODE_BYTES // per_grid))
   for start in range(0, len(codes), step):

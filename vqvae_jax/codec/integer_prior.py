@@ -334,7 +334,7 @@ def device_arrays(iprior: IntegerPrior) -> dict:
 def _tap_tables(embed, kernel) -> np.ndarray:
   """embed [K, C] int8, kernel [taps * C, O] int8 -> int32 [taps, K + 1, O]:
   table[t, z] = embed[z] @ kernel[t * C:(t + 1) * C], and table[t, K] = 0."""
-  k, c = embed.shape
+  c = embed.shape[1]
   w = np.asarray(kernel, np.int64).reshape(-1, c, kernel.shape[-1])
   table = np.einsum('zc,tco->tzo', np.asarray(embed, np.int64), w)
   table = np.concatenate([table, np.zeros((len(w), 1, w.shape[-1]), np.int64)], axis=1)
