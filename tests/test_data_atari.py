@@ -56,8 +56,12 @@ def test_load_splits_in_time_order(tmp_path):
   parts = {s: data.load('atari-boxing', s, str(tmp_path), image_size=16, seed=3,
                         num_frames=40) for s in data.SPLITS}
   assert [len(parts[s]) for s in data.SPLITS] == [32, 4, 4]
-  folder = tmp_path / 'boxing-seed3-16px-40frames'
-  frames, episodes = _frames(folder)
+  # 16 px is the 84 px emulator run resized, not a second run.
+  frames84, episodes = _frames(tmp_path / 'boxing-seed3-84px-40frames')
+  frames, derived_episodes = _frames(tmp_path / 'boxing-seed3-16px-40frames-from84px')
+  np.testing.assert_array_equal(derived_episodes, episodes)
+  np.testing.assert_array_equal(frames, data.resize_all(frames84, 16))
+  assert frames.shape == (40, 16, 16, 3) and frames.std() > 0
   np.testing.assert_array_equal(
       np.concatenate([parts[s].images for s in data.SPLITS]), frames)
   np.testing.assert_array_equal(

@@ -7,10 +7,15 @@ drawn from `default_rng([seed, e])`, so the frames are a pure function of the
 seed and generation can resume at any episode boundary: progress is saved
 after every episode. The last episode is cut at `num_frames`.
 
+Smaller sizes are not played again: they are the 84 px frames resized
+(bicubic, `images.resize_all`), made once and cached beside them, so every
+size of one seed shows the same frames and only one emulator run is needed.
+
 Splits are in time order: train = first 80%, valid = next 10%, test = last 10%.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -19,8 +24,10 @@ import tqdm
 from PIL import Image
 
 from vqvae_jax.data import cache
+from vqvae_jax.data.images import resize_all
 from vqvae_jax.distributed import is_main_process
 from vqvae_jax.errors import UserError
+from vqvae_jax.fileio import atomic_write
 
 ENV_ID = 'ALE/Boxing-v5'
 DEFAULT_FRAMES = 60000
@@ -114,13 +121,38 @@ def generate(folder: str, *, num_frames: int = DEFAULT_FRAMES, seed: int = 0,
   return folder
 
 
+def _folder(base: str, seed: int, size: int, n: int) -> str:
+  return os.path.join(base, f'boxing-seed{seed}-{size}px-{n}frames')
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+  buf = io.BytesIO()
+  np.save(buf, array)
+  atomic_write(path, buf.getvalue())
+
+
+def derive(source: str, folder: str, size: int) -> str:
+  """The frames of a `generate`d folder resized to size x size, in `folder`
+  (made once: frames.npy is written last, atomically)."""
+  frames_path = os.path.join(folder, 'frames.npy')
+  if not os.path.isfile(frames_path):
+    os.makedirs(folder, exist_ok=True)
+    _save_npy(os.path.join(folder, 'episodes.npy'),
+              np.load(os.path.join(source, 'episodes.npy')))
+    _save_npy(frames_path, resize_all(np.load(os.path.join(source, 'frames.npy'),
+                                              mmap_mode='r'), size))
+  return folder
+
+
 def load(split: str, folder: str | None, *, image_size: int | None = None,
          seed: int = 0, num_frames: int | None = None):
   """Returns images [N, S, S, 3] uint8, labels [N] (zeros), class names, episodes."""
   size, n = image_size or DEFAULT_SIZE, num_frames or DEFAULT_FRAMES
   base = folder or os.path.join(cache.root(), 'atari-boxing')
-  out = generate(os.path.join(base, f'boxing-seed{seed}-{size}px-{n}frames'),
-                 num_frames=n, seed=seed, size=size)
+  big = max(size, DEFAULT_SIZE)
+  out = generate(_folder(base, seed, big, n), num_frames=n, seed=seed, size=big)
+  if size < big:
+    out = derive(out, _folder(base, seed, size, n) + f'-from{big}px', size)
   frames = np.load(os.path.join(out, 'frames.npy'), mmap_mode='r')
   episodes = np.load(os.path.join(out, 'episodes.npy'), mmap_mode='r')
   lo, hi = split_range(n, split)
