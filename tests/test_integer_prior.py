@@ -27,6 +27,14 @@ def _model():
   return model, params, iprior, ip.device_arrays(iprior), codes, labels
 
 
+LAYER0 = ('tables', 'conv')  # the two formulations of layer 0 (`device_arrays`)
+
+
+@functools.lru_cache(maxsize=2)
+def _arrays(layer0):
+  return ip.device_arrays(_model()[2], layer0)
+
+
 # --- an independent NumPy int64 reference ------------------------------------
 
 def _shift(x, s):
@@ -88,8 +96,10 @@ def reference_logits(iprior, codes, labels):
   return _shift(hid @ a['out_w'], a['out_s']) + a['out_b']
 
 
-def test_whole_grid_equals_the_int64_reference_exactly():
-  _, _, iprior, arrays, codes, labels = _model()
+@pytest.mark.parametrize('layer0', LAYER0)
+def test_whole_grid_equals_the_int64_reference_exactly(layer0):
+  _, _, iprior, _, codes, labels = _model()
+  arrays = _arrays(layer0)
   got = np.asarray(ip.logits(iprior, arrays, codes[:6], labels[:6]))
   assert got.dtype == np.int32 and got.shape == (6,) + SHAPE + (K,)
   np.testing.assert_array_equal(got, reference_logits(iprior, codes[:6], labels[:6]))
@@ -98,9 +108,9 @@ def test_whole_grid_equals_the_int64_reference_exactly():
 def _incremental(iprior, arrays, codes, labels):
   b = codes.shape[0]
   out = np.zeros(codes.shape + (iprior.num_codes,), np.int32)
-  v_cache, h_row = ip.init_caches(iprior, b, codes.shape[1:])
+  v_cache, h_row, from_vs = ip.init_caches(iprior, b, codes.shape[1:])
   for i in range(codes.shape[1]):
-    from_vs, v_cache = ip.row_step(iprior, arrays, codes, v_cache, jnp.int32(i), labels)
+    from_vs, v_cache = ip.row_step(iprior, arrays, codes, v_cache, from_vs, jnp.int32(i), labels)
     for j in range(codes.shape[2]):
       logits, h_row = ip.position_step(iprior, arrays, codes, from_vs, h_row, jnp.int32(i),
                                        jnp.int32(j), labels)
@@ -108,8 +118,10 @@ def _incremental(iprior, arrays, codes, labels):
   return out
 
 
-def test_incremental_steps_equal_the_whole_grid_for_any_batch():
-  _, _, iprior, arrays, codes, labels = _model()
+@pytest.mark.parametrize('layer0', LAYER0)
+def test_incremental_steps_equal_the_whole_grid_for_any_batch(layer0):
+  _, _, iprior, _, codes, labels = _model()
+  arrays = _arrays(layer0)
   whole = np.asarray(ip.logits(iprior, arrays, codes[:8], labels[:8]))
   np.testing.assert_array_equal(_incremental(iprior, arrays, codes[:8], labels[:8]), whole)
   order = np.array([5, 2, 7])  # another batch: a subset, reordered

@@ -385,10 +385,10 @@ def decode_batch(iprior, arrays, payloads, shape, labels):
   if b == 0 or h * w == 0:
     return codes, errors
   dev_labels = jnp.asarray(labels)
-  v_cache, h_row = integer_prior.init_caches(iprior, b, (h, w))
+  v_cache, h_row, from_vs = integer_prior.init_caches(iprior, b, (h, w))
   for i in range(h):
-    from_vs, v_cache = integer_prior.row_step(iprior, arrays, codes, v_cache, jnp.int32(i),
-                                             dev_labels)
+    from_vs, v_cache = integer_prior.row_step(iprior, arrays, codes, v_cache, from_vs,
+                                             jnp.int32(i), dev_labels)
     for j in range(w):
       logits, h_row = integer_prior.position_step(iprior, arrays, codes, from_vs, h_row,
                                                   jnp.int32(i), jnp.int32(j), dev_labels)

@@ -118,12 +118,24 @@ def gate_tables(f_in: int = F_GATE, f_out: int = F_TABLE, limit: int = GATE_RANG
   return np.array(tanh, np.int32), np.array(sig, np.int32)
 
 
+def _lookup(table, index):
+  """table[index] for an increasing table and indices known to be in range.
+
+  The gather sits alone in a conditional branch (always taken: the tables are
+  increasing), because XLA's CPU backend would otherwise fuse it with the
+  arithmetic around it into one scalar loop, several times slower than the
+  vectorised loops it runs on either side. Exact either way."""
+  return lax.cond(table[0] <= table[-1],
+                  lambda: table.at[index].get(mode='promise_in_bounds'),
+                  lambda: jnp.zeros_like(index))
+
+
 def _gate(t, tables):
   """t [..., 2C] int32 with F_GATE bits -> tanh(a) * sigmoid(b) [..., C] int8, 7 bits."""
   tanh, sig = tables
   n = GATE_RANGE << F_GATE
   a, b = jnp.split(jnp.clip(t, -n, n) + n, 2, axis=-1)
-  prod = jnp.take(tanh, a) * jnp.take(sig, b)          # |.| <= 2^28
+  prod = _lookup(tanh, a) * _lookup(sig, b)            # |.| <= 2^28
   return _to_int8(_shift_round(prod, 2 * F_TABLE - F_GATE_OUT))
 
 
@@ -303,17 +315,44 @@ _LAYER_KEYS = ('v_w', 'v_s', 'v_b', 'vh_w', 'vh_s', 'vh_b', 'h_w', 'h_s', 'h_b',
                'p_w', 'p_s', 'p_b', 'cls')
 
 
-def device_arrays(iprior: IntegerPrior) -> dict:
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return frozenset(line.partition(':')[2].split())
+  except OSError:
+    pass
+  return frozenset()
+
+
+def default_layer0() -> str:
+  """How layer 0 runs here (`device_arrays`): 'conv', an int8 convolution,
+  where int8 matrix products are fast (GPU, TPU, or a CPU with AMX or
+  AVX-512 VNNI), else 'tables', sums of table lookups. Measured on the
+  whole-grid pass (`benchmarks/bench_codec.py`, 'network'): on a Xeon with
+  AMX conv is 1.6x faster; on an AVX2 EPYC, where int8 dots run at about
+  26 GFLOP/s, the tables were the faster. Both give the same integers."""
+  if jax.default_backend() != 'cpu':
+    return 'conv'
+  flags = _cpu_flags()
+  return 'conv' if {'amx_int8', 'avx512_vnni'} & flags else 'tables'
+
+
+def device_arrays(iprior: IntegerPrior, layer0: str = 'auto') -> dict:
   """The arrays as JAX arrays for the forward passes: {'first': layer 0,
   'rest': layers 1.. stacked on a leading axis (they have the same shapes, so
   one `lax.scan` runs them: a compiled program 1/num_layers the size), the
   embedding, head and gate tables}.
 
-  Layer 0's two convolutions see only embedded codes, so each becomes a sum of
-  table lookups: 'v_table' [kh * kw, K + 1, 2C] and 'h_table' [kw, K + 1, 2C]
-  hold embed @ kernel tap for every code (row K, zeros, for positions outside
-  the grid), exact int32 products computed once in int64 NumPy. The sums are
-  the same integers the convolutions give, at a fraction of the work."""
+  Layer 0's two convolutions see only embedded codes. With layer0='tables'
+  each becomes a sum of table lookups: 'v_table' [kh * kw, K + 1, 2C] and
+  'h_table' [kw, K + 1, 2C] hold embed @ kernel tap for every code (row K,
+  zeros, for positions outside the grid), exact int32 products computed once
+  in int64 NumPy: the same integers the convolutions give, with no int8
+  products. With layer0='conv' the codes are embedded ('embed_z', a zero row
+  K added) and convolved in int8. 'auto': `default_layer0()`."""
   arr = iprior.arrays
 
   def layer(l):
@@ -323,8 +362,15 @@ def device_arrays(iprior: IntegerPrior) -> dict:
 
   rest = [layer(l) for l in range(1, iprior.num_layers)]
   out = {'first': layer(0), 'rest': jax.tree.map(lambda *x: jnp.stack(x), *rest) if rest else None}
-  for name in ('v', 'h'):
-    out['first'][name + '_table'] = jnp.asarray(_tap_tables(arr['embed'], arr[f'l0/{name}_w']))
+  layer0 = default_layer0() if layer0 == 'auto' else layer0
+  if layer0 == 'tables':
+    for name in ('v', 'h'):
+      out['first'][name + '_table'] = jnp.asarray(_tap_tables(arr['embed'], arr[f'l0/{name}_w']))
+  elif layer0 == 'conv':
+    out['first']['embed_z'] = jnp.asarray(np.concatenate(
+        [arr['embed'], np.zeros((1, arr['embed'].shape[1]), np.int8)]))
+  else:
+    raise ValueError(f"layer0 must be 'auto', 'tables' or 'conv', got {layer0!r}")
   for k in ('embed', 'head_w', 'head_s', 'head_b', 'out_w', 'out_s', 'out_b'):
     out[k] = jnp.asarray(arr[k])
   out['tanh'], out['sigmoid'] = (jnp.asarray(t) for t in gate_tables())
@@ -355,6 +401,16 @@ def _table_conv(table, codes, kh, kw):
   return out
 
 
+def _layer0_conv(p, name, codes, kh, kw):
+  """Layer 0's `name` ('v' or 'h') convolution of the codes [B, R+kh-1,
+  S+kw-1] (K outside the grid) -> [B, R, S, 2C] int32: table lookups where
+  `device_arrays` made tables, else an int8 convolution of the embedded codes
+  ('embed_z': the embedding with a zero row K). The same integers either way."""
+  if name + '_table' in p:
+    return _table_conv(p[name + '_table'], codes, kh, kw)
+  return _conv(jnp.take(p['embed_z'], codes, axis=0), p[name + '_w'], kh, kw)
+
+
 def _pad(x, pads):
   (t, b), (l, r) = pads
   return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (t, b, 0), (l, r, 0), (0, 0, 0)))
@@ -371,7 +427,7 @@ def _vertical(iprior, l, p, window):
   [B, R, S, 2C] int32 (F_GATE bits). window: for layer 0 the codes [B, R+kh-1,
   S+kw-1] (`_pad_codes`), else the layer below's v, int8 [B, R+kh-1, S+kw-1, C]."""
   (kh, kw), _ = _kernel_size(iprior, l)
-  acc = _table_conv(p['v_table'], window, kh, kw) if l == 0 else _conv(window, p['v_w'], kh, kw)
+  acc = _layer0_conv(p, 'v', window, kh, kw) if l == 0 else _conv(window, p['v_w'], kh, kw)
   return _shift_round(acc, p['v_s']) + p['v_b']
 
 
@@ -388,7 +444,7 @@ def _horizontal(iprior, l, p, tables, from_v, window, h_res):
   residual h_res [B, R, S, C] int32 (None for layer 0) -> (h_res' int32
   F_RES bits, h' int8 with the layer's calibrated bits)."""
   _, kw = _kernel_size(iprior, l)
-  acc = _table_conv(p['h_table'], window, 1, kw) if l == 0 else _conv(window, p['h_w'], 1, kw)
+  acc = _layer0_conv(p, 'h', window, 1, kw) if l == 0 else _conv(window, p['h_w'], 1, kw)
   t = from_v + _shift_round(acc, p['h_s'])
   out = _shift_round(_dot(_gate(t, tables), p['p_w']), p['p_s']) + p['p_b']
   if h_res is not None:
@@ -431,9 +487,10 @@ def logits(iprior: IntegerPrior, a, codes, labels):
 
 
 def init_caches(iprior: IntegerPrior, batch: int, shape):
-  """Zeroed decoder caches for `row_step` / `position_step` on [batch, h, w]:
+  """Zeroed decoder buffers for `row_step` / `position_step` on [batch, h, w]:
   v_cache [L-1, B, top + h, w, C] (rows of layers 0..L-2's v below `top`
-  zero rows) and h_row [L-1, B, left + w, C] (the current row of their h)."""
+  zero rows), h_row [L-1, B, left + w, C] (the current row of their h) and
+  from_vs [w, L, B, 2C] int32 (`row_step`'s output, reused row after row)."""
   h, w = shape
   n = max(iprior.num_layers - 1, 1)
   if iprior.num_layers > 1:
@@ -443,16 +500,19 @@ def init_caches(iprior: IntegerPrior, batch: int, shape):
     top = left = 0
   c = iprior.hidden
   return (jnp.zeros((n, batch, top + h, w, c), jnp.int8),
-          jnp.zeros((n, batch, left + w, c), jnp.int8))
+          jnp.zeros((n, batch, left + w, c), jnp.int8),
+          jnp.zeros((w, iprior.num_layers, batch, 2 * c), jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
-def row_step(iprior: IntegerPrior, a, codes, v_cache, i, labels):
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=(3, 4))
+def row_step(iprior: IntegerPrior, a, codes, v_cache, from_vs, i, labels):
   """Vertical stacks of row i for every layer, from the codes of rows < i.
 
-  codes [B, h, w] int32, v_cache from `init_caches`, i scalar int32 ->
-  (from_v [L, B, 1, w, 2C] int32: each layer's horizontal-stack input from
-  its vertical stack (`_from_vertical`), the updated v_cache).
+  codes [B, h, w] int32, v_cache and from_vs from `init_caches` or the last
+  call (both updated in place: the layers run in a loop that carries them),
+  i scalar int32 -> (from_vs [w, L, B, 2C] int32: each layer's
+  horizontal-stack input from its vertical stack (`_from_vertical`),
+  column-major so that `position_step` reads one column's slices, v_cache).
   """
   win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
   (top, bottom), _ = win[0][0]
@@ -460,21 +520,27 @@ def row_step(iprior: IntegerPrior, a, codes, v_cache, i, labels):
   first = a['first']
   c0 = _class_bias(first, labels)
   v_pre0 = _vertical(iprior, 0, first, lax.dynamic_slice_in_dim(padded, i, top + bottom + 1, 1))
-  from_v0 = _from_vertical(first, v_pre0, c0)
+  columns = lambda x: jnp.transpose(x[:, 0], (1, 0, 2))  # [B, 1, w, 2C] -> [w, B, 2C]
+  from_v0 = columns(_from_vertical(first, v_pre0, c0))
+  out = lax.dynamic_update_slice_in_dim(from_vs, from_v0[:, None], 0, axis=1)
   if a['rest'] is None:
-    return from_v0[None], v_cache
+    return out, v_cache
   (top, bottom), (left, right) = win[1][0]
+  b, _, w, ch = v_cache.shape[1:]
 
-  def body(v_below, xs):
-    p, cache = xs  # cache: the layer below's rows, before row i was added
-    cache = lax.dynamic_update_slice_in_dim(cache, v_below, i + top, axis=1)
-    rows = lax.dynamic_slice_in_dim(cache, i, top + bottom + 1, axis=1)
+  def body(carry, p):
+    l, v_below, cache, out = carry  # cache[l]: the rows of layer l's v (the one below p)
+    cache = lax.dynamic_update_slice(cache, v_below[None], (l, 0, i + top, 0, 0))
+    rows = lax.dynamic_slice(cache, (l, 0, i, 0, 0), (1, b, top + bottom + 1, w, ch))[0]
     v_pre = _vertical(iprior, 1, p, jnp.pad(rows, ((0, 0), (0, 0), (left, right), (0, 0))))
     c = _class_bias(p, labels)
-    return _gate(v_pre + c, tables), (_from_vertical(p, v_pre, c), cache)
+    from_v = columns(_from_vertical(p, v_pre, c))
+    out = lax.dynamic_update_slice(out, from_v[:, None], (0, l + 1, 0, 0))
+    return (l + 1, _gate(v_pre + c, tables), cache, out), None
 
-  _, (from_vs, new_cache) = lax.scan(body, _gate(v_pre0 + c0, tables), (a['rest'], v_cache))
-  return jnp.concatenate([from_v0[None], from_vs]), new_cache
+  (_, _, v_cache, out), _ = lax.scan(
+      body, (jnp.int32(0), _gate(v_pre0 + c0, tables), v_cache, out), a['rest'])
+  return out, v_cache
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=4)
@@ -482,26 +548,28 @@ def position_step(iprior: IntegerPrior, a, codes, from_vs, h_row, i, j, labels):
   """Horizontal stacks and logits at (i, j) from the codes before it.
 
   codes [B, h, w] int32, from_vs from `row_step` of row i, h_row from
-  `init_caches` (carried along the row) -> (logits [B, K] int32, h_row).
+  `init_caches` (carried along the row, updated in place) -> (logits [B, K]
+  int32, h_row).
   """
   del labels  # the class biases are in from_vs
   win, tables = iprior.windows(), (a['tanh'], a['sigmoid'])
   left0, right0 = win[0][1]
   src = _pad_codes(iprior, lax.dynamic_slice_in_dim(codes, i, 1, axis=1), ((0, 0), (left0, 0)))
   window = lax.dynamic_slice_in_dim(src, j, left0 + right0 + 1, axis=2)
-  from_v = lax.dynamic_slice_in_dim(from_vs[0], j, 1, axis=2)
-  h_res, h8 = _horizontal(iprior, 0, a['first'], tables, from_v, window, None)
+  b, ch2 = from_vs.shape[2:]
+  from_v = lambda l: lax.dynamic_slice(from_vs, (j, l, 0, 0), (1, 1, b, ch2))[0, 0, :, None, None]
+  h_res, h8 = _horizontal(iprior, 0, a['first'], tables, from_v(0), window, None)
   if a['rest'] is None:
     return _head(a, h8[:, 0, 0]), h_row
   left, right = win[1][1]
+  ch = h_row.shape[-1]
 
-  def body(carry, xs):
-    h_res, h8 = carry
-    p, from_v_row, row = xs  # row: the layer below's h, before column j was added
-    row = lax.dynamic_update_slice_in_dim(row, h8[:, 0], j + left, axis=1)
-    window = lax.dynamic_slice_in_dim(row, j, left + right + 1, axis=1)[:, None]
-    from_v = lax.dynamic_slice_in_dim(from_v_row, j, 1, axis=2)
-    return _horizontal(iprior, 1, p, tables, from_v, window, h_res), row
+  def body(carry, p):
+    l, h_res, h8, rows = carry  # rows[l]: layer l's h on this row (the layer below p)
+    rows = lax.dynamic_update_slice(rows, h8[None, :, 0], (l, 0, j + left, 0))
+    window = lax.dynamic_slice(rows, (l, 0, j, 0), (1, b, left + right + 1, ch))[0][:, None]
+    h_res, h8 = _horizontal(iprior, 1, p, tables, from_v(l + 1), window, h_res)
+    return (l + 1, h_res, h8, rows), None
 
-  (_, h8), new_row = lax.scan(body, (h_res, h8), (a['rest'], from_vs[1:], h_row))
-  return _head(a, h8[:, 0, 0]), new_row
+  (_, _, h8, h_row), _ = lax.scan(body, (jnp.int32(0), h_res, h8, h_row), a['rest'])
+  return _head(a, h8[:, 0, 0]), h_row
