@@ -195,6 +195,38 @@ def test_frequency_tables_are_valid_and_follow_the_logits():
     entropy.frequencies(np.full((2, K), np.nan, np.float32))
 
 
+def _reference_frequencies(int_logits):
+  """The quantisation rule written with Python integers, row by row."""
+  table = [int(w) for w in entropy.weight_table()]
+  out = []
+  for row in np.asarray(int_logits).reshape(-1, int_logits.shape[-1]).tolist():
+    top = max(row)
+    w = [table[min(top - x, entropy.MAX_STEPS)] for x in row]
+    free = 2**entropy.PRECISION - len(row)
+    f = [x * free // sum(w) for x in w]
+    f[w.index(max(w))] += free - sum(f)
+    out.append([x + 1 for x in f])
+  return np.array(out, np.int64).reshape(int_logits.shape)
+
+
+@pytest.mark.parametrize('k', [2, 5, 512])
+def test_integer_frequencies_equal_exact_integer_division(k):
+  """The chunked float-estimate-and-correct division gives the integer rule's
+  tables exactly: random logits, ties, saturated steps, more rows than a chunk."""
+  rng = np.random.default_rng(k)
+  rows = entropy.ROWS * 2 + 3
+  logits = rng.integers(-4000, 4000, (rows, k)).astype(np.int32)
+  logits[0] = 7                                  # all equal
+  logits[1] = rng.integers(0, 2, k) * 3000       # ties at the top and far below
+  logits[2, 0], logits[2, 1:] = 10**6, -10**6    # every other step saturated
+  logits[3] = rng.integers(-3, 3, k)             # near-uniform
+  got = entropy.frequencies_from_logits(logits.reshape(rows, 1, k))
+  assert got.shape == (rows, 1, k)
+  np.testing.assert_array_equal(got[:, 0], _reference_frequencies(logits))
+  with pytest.raises(ValueError):
+    entropy.frequencies_from_logits(logits.astype(np.float32))
+
+
 @pytest.mark.parametrize('source', ['sampled', 'uniform'])
 def test_payload_length_matches_the_prior(source):
   """The coder is honest: bytes within 1% + 4 bytes of sum(-log2 p)."""

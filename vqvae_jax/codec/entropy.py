@@ -83,23 +83,52 @@ def frequencies(logits) -> np.ndarray:
 def frequencies_from_logits(logits) -> np.ndarray:
   """Integer logits [..., K] in units of 1/64 nat (`integer_prior`) -> integer
   frequencies [..., K]: the rule above from step 2 on, with d = max(l) - l[i]
-  capped at 2048 (exact: no float anywhere)."""
-  logits = np.asarray(logits, np.int64)
+  capped at 2048 (exact: no float anywhere but an estimate corrected in
+  integers, see `_table_rows`)."""
+  logits = np.asarray(logits)
+  if logits.dtype.kind not in 'iu':
+    raise ValueError(f'integer logits expected, got {logits.dtype}')
   k = logits.shape[-1]
   if not 2 <= k < 1 << PRECISION:
     raise ValueError(f'need 2 <= K < 2^{PRECISION}, got {k}')
-  return _tables(np.minimum(logits.max(axis=-1, keepdims=True) - logits, MAX_STEPS))
+  return _by_rows(logits, lambda x: _table_rows(np.minimum(
+      x.max(axis=-1, keepdims=True).astype(np.int64) - x, MAX_STEPS)))
+
+
+ROWS = 128  # rows of K per chunk: the int64 temporaries stay in cache (3x faster than whole arrays)
+
+
+def _by_rows(x, fn) -> np.ndarray:
+  """fn over chunks of ROWS rows of x [..., K] -> int64 [..., K]."""
+  flat = x.reshape(-1, x.shape[-1])
+  out = np.empty(flat.shape, np.int64)
+  for s in range(0, len(flat), ROWS):
+    out[s:s + ROWS] = fn(flat[s:s + ROWS])
+  return out.reshape(x.shape)
 
 
 def _tables(steps) -> np.ndarray:
   """Steps d [..., K] int64 in [0, 2048] -> frequencies (steps 2-4 of the rule)."""
+  return _by_rows(np.asarray(steps, np.int64), _table_rows)
+
+
+def _table_rows(steps) -> np.ndarray:
+  """Steps d [n, K] -> frequencies [n, K] int64: with w = W[d] and
+  free = 2^24 - K, f = floor(w * free / sum(w)), the rounding remainder added
+  to the most probable symbol (the first with d = 0: W decreases strictly
+  there), plus 1. The quotient is a float64 estimate (within 1 of it: its
+  error is below 2^-27) corrected exactly in int64 (w * free < 2^61), so the
+  result is the integer division's on every machine."""
   k = steps.shape[-1]
-  weights = weight_table()[steps]
+  weights = np.take(weight_table(), steps)
+  total = weights.sum(axis=-1, keepdims=True)
   free = (1 << PRECISION) - k
-  f = weights * free // weights.sum(axis=-1, keepdims=True)
-  top = np.argmax(weights, axis=-1)[..., None]
-  rest = free - f.sum(axis=-1, keepdims=True)
-  np.put_along_axis(f, top, np.take_along_axis(f, top, axis=-1) + rest, axis=-1)
+  f = np.floor(weights * (free / total)).astype(np.int64)
+  r = weights * free - f * total
+  f -= r < 0
+  f += r >= total
+  rows = np.arange(len(f))
+  f[rows, np.argmin(steps, axis=-1)] += free - f.sum(axis=-1)
   return f + 1
 
 
