@@ -58,11 +58,16 @@ def sample_grid(prior, prior_params, vq_model, vq_variables, class_names, per_cl
   return labelled_grid(images, class_names, per_class)
 
 
-def save_png(image: np.ndarray, path: str) -> None:
-  """Writes an [H, W, C] uint8 array (C = 1 or 3) atomically as PNG."""
+def png_bytes(image: np.ndarray) -> bytes:
+  """An [H, W, C] uint8 array (C = 1 or 3) encoded as PNG."""
   image = np.asarray(image)
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
   buf = io.BytesIO()
   Image.fromarray(image).save(buf, format='PNG')
-  atomic_write(path, buf.getvalue())
+  return buf.getvalue()
+
+
+def save_png(image: np.ndarray, path: str) -> None:
+  """Writes an [H, W, C] uint8 array (C = 1 or 3) atomically as PNG."""
+  atomic_write(path, png_bytes(image))

@@ -124,14 +124,15 @@ def compress(args) -> None:
         failed += 1
     results = compression.compress_batch(codec, list(images.values()), method, args.label,
                                          reconstruct=args.verbose)
+    coded = {n: r for n, r in zip(images, results) if not isinstance(r, UserError)}
+    written = dict(zip(coded, fileio.atomic_write_many([(outs[n], r.data)
+                                                        for n, r in coded.items()])))
     seconds = (time.perf_counter() - start) / max(1, len(images))
     for n, result in zip(images, results):
-      try:
-        if isinstance(result, UserError):
-          raise UserError(f'{part[n].name}: {result}')
-        fileio.atomic_write(outs[n], result.data)
-      except UserError as e:
-        _report(e)
+      error = (UserError(f'{part[n].name}: {result}') if isinstance(result, UserError)
+               else written[n])
+      if error is not None:
+        _report(error)
         failed += 1
         continue
       size, pixels = os.path.getsize(outs[n]), images[n].shape[0] * images[n].shape[1]
@@ -199,13 +200,17 @@ def decompress(args) -> None:
     for key, files in by_codec.items():
       results = compression.decode_files(codecs[key], [d for _, d in files],
                                          [part[n].name for n, _ in files])
+      decoded = [(n, r) for (n, _), r in zip(files, results) if not isinstance(r, UserError)]
+      written = dict(zip([n for n, _ in decoded], fileio.atomic_write_many(
+          [(outs[n], grids.png_bytes(r[2])) for n, r in decoded])))
       seconds = (time.perf_counter() - start) / max(1, len(files))
       for (n, data), result in zip(files, results):
         try:
           if isinstance(result, UserError):
             raise result
-          header, codes, image = result
-          grids.save_png(image, outs[n])
+          if written[n] is not None:
+            raise written[n]
+          header, codes, _ = result
           if args.save_codes:
             compose.save_codes(os.path.splitext(outs[n])[0] + '.npy', codes)
         except UserError as e:
