@@ -3,10 +3,11 @@
 Prints ONE JSON line on stdout (progress on stderr):
 
   compress_imgs_per_s     PNG files -> .vqz files through the `compress`
-      command's code (codec_commands.compress: read, VQ-VAE encode, label choice
-      from one all-label pass of the integer prior, range coding, write),
-      timed after the models are loaded and compiled (one warm-up batch), so
-      process start-up and model loading are excluded.
+      command's code (codec_commands.compress: model loading, read, VQ-VAE
+      encode, label choice from one pass of the integer prior over a shortlist
+      of labels, range coding, write), timed after one warm-up batch has
+      compiled every program, so process start-up (imports, compilation) is
+      excluded and the command's model loading (`model_load_s`) included.
   decompress_imgs_per_s   .vqz -> PNG files the same way (codec_commands.decompress).
   bits_per_pixel, psnr_db whole files (headers included) and the mean PSNR.
   exact                   every decoded code grid equals the encoder's.
@@ -14,6 +15,11 @@ Prints ONE JSON line on stdout (progress on stderr):
       label table, `entropy.label_candidates`) instead of every label: on the
       first --label-check images, the payload bytes with the shortlist and with
       every label tried, their ratio, and how often both chose the same label.
+  network                 the integer prior alone, per formulation of its layer 0
+      (`integer_prior.device_arrays(layer0=...)`, the same integers): grids/s
+      of the whole-grid pass (256 grids, one label: the encoder's work per
+      candidate label) and of the incremental decoder (row and position steps
+      of 1024 grids), and `layer0_default`, the one this machine uses.
   other_procs_cpu_frac    other processes' share of the machine (> 0.05: loaded).
   machine                 CPU, ISA flags, JAX version, date (benchmarks.machine).
 
@@ -39,6 +45,7 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -78,6 +85,48 @@ def _label_search(codec, codes) -> dict:
           'same_label': float(np.mean([x[1] == y[1] for x, y in zip(short, every)]))}
 
 
+def _network(codec, codes, rounds: int = 3) -> dict:
+  """Grids/s of the integer prior's whole-grid pass and incremental decoder
+  for each layer-0 formulation (best of `rounds`, alternating)."""
+  iprior = codec.coder
+  labels = np.zeros(len(codes), np.int32)
+  whole, dec = codes[:256], codes[:compression.DECODE_BATCH]
+
+  def decoder(arrays):
+    b, (h, w) = len(dec), dec.shape[1:]
+    v_cache, h_row, from_vs = integer_prior.init_caches(iprior, b, (h, w))
+    grids, dl = jax.numpy.asarray(dec), jax.numpy.asarray(labels[:b])
+    out = None
+    for i in range(h):
+      from_vs, v_cache = integer_prior.row_step(iprior, arrays, grids, v_cache, from_vs,
+                                                jax.numpy.int32(i), dl)
+      for j in range(w):
+        out, h_row = integer_prior.position_step(iprior, arrays, grids, from_vs, h_row,
+                                                 jax.numpy.int32(i), jax.numpy.int32(j), dl)
+    return jax.block_until_ready(out)
+
+  runs = {}
+  for layer0 in ('tables', 'conv'):
+    arrays = integer_prior.device_arrays(iprior, layer0)
+    runs[layer0] = (
+        lambda a=arrays: jax.block_until_ready(
+            integer_prior.logits(iprior, a, whole, labels[:len(whole)])),
+        lambda a=arrays: decoder(a))
+  best = {k: [float('inf'), float('inf')] for k in runs}
+  for fns in runs.values():
+    for fn in fns:
+      fn()  # compile
+  for _ in range(rounds):
+    for k, fns in runs.items():
+      for n, fn in enumerate(fns):
+        t = time.perf_counter()
+        fn()
+        best[k][n] = min(best[k][n], time.perf_counter() - t)
+  return {'layer0_default': integer_prior.default_layer0(),
+          **{k: {'whole_grid_grids_per_s': len(whole) / v[0],
+                 'decoder_grids_per_s': len(dec) / v[1]} for k, v in best.items()}}
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,6 +154,9 @@ def main():
     _quiet(codec_commands.decompress, _args(files=sorted(glob.glob(os.path.join(vqz, '*.vqz'))),
                                        prior=args.prior, output=out))
     snap = CpuSnap()
+    t = time.perf_counter()
+    compression.load_codec(prior_dir=args.prior)
+    load_s = time.perf_counter() - t
     log(f'compress {len(images)} images')
     t = time.perf_counter()
     _quiet(codec_commands.compress, _args(images=[src], prior=args.prior, output=vqz))
@@ -115,7 +167,6 @@ def main():
     _quiet(codec_commands.decompress, _args(files=files, prior=args.prior, output=out,
                                        save_codes=True))
     t_dec = time.perf_counter() - t
-    other = snap.other_frac()
     sizes = [os.path.getsize(f) for f in files]
     decoded = np.stack([np.asarray(Image.open(os.path.join(out, f'{i:05d}.png')))
                         for i in range(len(images))]).reshape(images.shape)
@@ -125,14 +176,17 @@ def main():
                 for i in range(len(images)))
   mse = np.mean((decoded.astype(np.float64) - images) ** 2, axis=(1, 2, 3))
   label_search = _label_search(codec, codes[:args.label_check]) if args.label_check else None
+  log('the integer prior alone, per layer-0 formulation')
+  network = _network(codec, codes)
+  other = snap.other_frac()
   result = {
       'compress_imgs_per_s': len(images) / t_enc, 'decompress_imgs_per_s': len(images) / t_dec,
-      'images': len(images), 'image_shape': list(images.shape[1:]),
+      'model_load_s': load_s, 'images': len(images), 'image_shape': list(images.shape[1:]),
       'bits_per_pixel': 8.0 * sum(sizes) / (len(images) * images.shape[1] * images.shape[2]),
       'mean_file_bytes': float(np.mean(sizes)),
       'psnr_db': float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12)))),
-      'exact': bool(exact), 'label_search': label_search,
-      'batch': compression.BATCH, 'decode_batch': compression.DECODE_BATCH, 'prior': os.path.abspath(args.prior),
+      'exact': bool(exact), 'label_search': label_search, 'network': network,
+      'batch': compression.BATCH, 'decode_batch': compression.DECODE_BATCH, 'prior': args.prior,
       'other_procs_cpu_frac': other, 'malloc_tuned': bool(MALLOC_TUNED),
       'machine': runtime_info()}
   print(json.dumps(result, separators=(',', ':')))
