@@ -24,14 +24,29 @@ def cpu_info() -> dict:
           'avx512': 'avx512f' in flags, 'amx': any(f.startswith('amx') for f in flags)}
 
 
+def git_commit() -> str | None:
+  """The checkout's commit (short hash, '+' if the tree has changes), or None."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    head = subprocess.run(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], check=True,
+                          capture_output=True, text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
+                           check=True, capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return head + ('+' if dirty else '')
+
+
 def runtime_info() -> dict:
-  """cpu_info plus the JAX / jaxlib versions, the device and the date."""
+  """cpu_info plus the JAX / jaxlib versions, the device, the date and the commit."""
   import jax  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
   return dict(cpu_info(), jax=jax.__version__, jaxlib=jaxlib.__version__,
               device=f'{device.platform}: {device.device_kind}',
-              python=platform.python_version(), date=time.strftime('%Y-%m-%d'))
+              python=platform.python_version(), date=time.strftime('%Y-%m-%d'),
+              commit=git_commit())
 
 
 class CpuSnap:
