@@ -3,7 +3,8 @@
 Compresses --images real test images with a prior folder in this process, then
 decompresses them with `python -m vqvae_jax decompress --save-codes` in fresh
 processes: default, single-threaded Eigen, pinned to one core, stock malloc,
-4 host devices. Prints ONE JSON line: per configuration, how many files
+4 host devices, and each formulation of the integer prior's layer 0 (the
+environment variable VQVAE_INT_LAYER0). Prints ONE JSON line: per configuration, how many files
 decoded and how many to exactly the encoder's codes.
 
   python benchmarks/codec_portability.py --prior runs/fmnist-prior --images 60
@@ -27,7 +28,7 @@ from PIL import Image  # noqa: E402
 
 from benchmarks.common import prior_split_images  # noqa: E402
 from benchmarks.machine import runtime_info  # noqa: E402
-from vqvae_jax.codec import compression  # noqa: E402
+from vqvae_jax.codec import compression, integer_prior  # noqa: E402
 
 CONFIGS = {
     'default': ({}, []),
@@ -35,6 +36,9 @@ CONFIGS = {
     'one-core': ({}, ['taskset', '-c', '0']),
     'stock-malloc': ({'VQVAE_STOCK_MALLOC': '1'}, []),
     'four-host-devices': ({'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}, []),
+    # both formulations of the integer prior's layer 0, whichever this machine defaults to
+    'layer0-tables': ({'VQVAE_INT_LAYER0': 'tables'}, []),
+    'layer0-conv': ({'VQVAE_INT_LAYER0': 'conv'}, []),
 }
 
 
@@ -62,6 +66,7 @@ def main():
       out = os.path.join(tmp, name)
       env = dict(os.environ, PYTHONPATH=_ROOT, XLA_FLAGS='')
       env.pop('VQVAE_STOCK_MALLOC', None)
+      env.pop('VQVAE_INT_LAYER0', None)
       env.update(env_extra)
       run = subprocess.run(prefix + [sys.executable, '-m', 'vqvae_jax', 'decompress', *names,
                                      '--prior', args.prior, '-o', out, '--save-codes'],
@@ -70,7 +75,7 @@ def main():
       results[name] = {'files': len(names), 'decoded': len(got),
                        'exact': sum(np.array_equal(got[k], want[k]) for k in got),
                        'exit_code': run.returncode}
-  print(json.dumps({'prior': os.path.abspath(args.prior), 'configs': results,
+  print(json.dumps({'prior': args.prior, 'layer0_default': integer_prior.default_layer0(), 'configs': results,
                     'machine': runtime_info()}))
 
 

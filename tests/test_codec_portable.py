@@ -16,7 +16,7 @@ from PIL import Image
 
 from fixtures import train_tiny_stages
 from vqvae_jax import __main__ as cli, runs
-from vqvae_jax.codec import compression
+from vqvae_jax.codec import compression, integer_prior
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,10 +49,16 @@ def coded(tmp_path_factory):
       os.environ['VQVAE_CACHE_DIR'] = old
 
 
+def _other_layer0():
+  return 'tables' if integer_prior.default_layer0() == 'conv' else 'conv'
+
+
 def _configs():
   out = {'eigen-single-thread': ({'XLA_FLAGS': '--xla_cpu_multi_thread_eigen=false'}, []),
          'stock-malloc': ({'VQVAE_STOCK_MALLOC': '1'}, []),
-         'four-host-devices': ({'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}, [])}
+         'four-host-devices': ({'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}, []),
+         # the layer-0 formulation this machine does not use by default
+         'other-layer0': ({'VQVAE_INT_LAYER0': _other_layer0()}, [])}
   if shutil.which('taskset') and len(os.sched_getaffinity(0)) > 1:
     out['one-core'] = ({}, ['taskset', '-c', str(min(os.sched_getaffinity(0)))])
   return out
@@ -65,6 +71,7 @@ def test_files_decode_to_the_same_codes_elsewhere(coded, name):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, XLA_FLAGS='',
              VQVAE_CACHE_DIR=str(root / 'cache'))
   env.pop('VQVAE_STOCK_MALLOC', None)
+  env.pop('VQVAE_INT_LAYER0', None)
   env.update(env_extra)
   files = sorted(glob.glob(str(root / 'vqz' / '*.vqz')))
   if name == 'four-host-devices':  # and another batch: a subset, reversed

@@ -333,7 +333,14 @@ def default_layer0() -> str:
   AVX-512 VNNI), else 'tables', sums of table lookups. Measured on the
   whole-grid pass (`benchmarks/bench_codec.py`, 'network'): on a Xeon with
   AMX conv is 1.6x faster; on an AVX2 EPYC, where int8 dots run at about
-  26 GFLOP/s, the tables were the faster. Both give the same integers."""
+  26 GFLOP/s, the tables were the faster. Both give the same integers, so
+  the environment variable VQVAE_INT_LAYER0 ('tables' or 'conv') may force
+  either (the portability tests decode with the other one)."""
+  forced = os.environ.get('VQVAE_INT_LAYER0')
+  if forced:
+    if forced not in ('tables', 'conv'):
+      raise ValueError(f"VQVAE_INT_LAYER0 must be 'tables' or 'conv', got {forced!r}")
+    return forced
   if jax.default_backend() != 'cpu':
     return 'conv'
   flags = _cpu_flags()
