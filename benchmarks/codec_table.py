@@ -6,6 +6,7 @@ Reads, in the folder:
   bench_codec_*.json             benchmarks/bench_codec.py, one file per CPU kind
                                  -> table `codec-speed` (a row per file)
   integer_rate.json              benchmarks/integer_rate.py -> table `codec-rate`
+  codec_portability.json         benchmarks/codec_portability.py -> `codec-portability`
   rate_distortion.json           benchmarks/rate_distortion.py on Fashion-MNIST
                                  -> table `rd-fashion-mnist`
   rate_distortion_atari-boxing.json   the same on Atari Boxing -> `rd-atari-boxing`
@@ -80,6 +81,16 @@ def rate_table(rate: dict) -> str:
       f'{rate["k"]}, {rate["layers"]} layers | {machine(rate["machine"])} |'])
 
 
+def portability_table(port: dict) -> str:
+  rows = ['| decoded in a fresh process with | files decoded to exactly the encoder\'s codes |',
+          '| --- | --- |']
+  for name, r in port['configs'].items():
+    rows.append(f'| {name} | {r["exact"]} of {r["files"]} (exit code {r["exit_code"]}) |')
+  rows.append(f'\nPrior {port["prior"]}, coded with layer 0 as '
+              f'{port.get("layer0_default", "tables")}; {machine(port["machine"])}.')
+  return '\n'.join(rows)
+
+
 def _at(comp: dict, label: str) -> str:
   for a in comp['at_our_points']:
     if a['label'] == label:
@@ -119,6 +130,9 @@ def tables(folder: str) -> dict:
   speed = sorted(glob.glob(os.path.join(folder, 'bench_codec_*.json')))
   if speed:
     out['codec-speed'] = speed_table(speed)
+  path = os.path.join(folder, 'codec_portability.json')
+  if os.path.exists(path):
+    out['codec-portability'] = portability_table(_read(path))
   path = os.path.join(folder, 'integer_rate.json')
   if os.path.exists(path):
     out['codec-rate'] = rate_table(_read(path))

@@ -1,7 +1,8 @@
 """Rate cost of the integer prior that codes version-2 files, against the float prior.
 
 Prints ONE JSON line: over the first --grids code grids of a split (the prior
-folder's cached `codes/<split>.npz`, true labels),
+folder's cached `codes/<split>.npz`, or for a pretrained folder the split
+encoded with its VQ-VAE; true labels),
   float_bits_per_code     the float prior's ideal code length, -log2 softmax;
   integer_bits_per_code   -log2 of the integer prior's frequency tables (what the
                           range coder spends, up to its < 32 bits per file);
@@ -23,7 +24,27 @@ import numpy as np  # noqa: E402
 
 from benchmarks.machine import runtime_info  # noqa: E402
 from vqvae_jax.codec import compression, entropy, integer_prior  # noqa: E402
-from vqvae_jax.runs import restore_prior  # noqa: E402
+from vqvae_jax import data  # noqa: E402
+from vqvae_jax.models.vqvae import VQVAE, to_float  # noqa: E402
+from vqvae_jax.runs import load_split, restore_prior, restore_vqvae, run_config  # noqa: E402
+
+
+def _split_codes(prior_dir: str, meta: dict, split: str, count: int):
+  """(codes [n, h, w], labels [n]) of the first `count` grids of `split`: the
+  prior folder's cached `codes/<split>.npz`, else (a pretrained folder) the
+  split's images encoded with the prior's VQ-VAE."""
+  path = os.path.join(prior_dir, 'codes', f'{split}.npz')
+  if os.path.exists(path):
+    with np.load(path) as f:
+      return f['codes'][:count], f['labels'][:count]
+  model, variables, vq_meta = restore_vqvae(meta['config']['model'])
+  ds = load_split(run_config(vq_meta), split)
+  labels = data.relabel(ds, meta['class_names'])[:count]
+  images = np.asarray(ds.images[:count])
+  encode = jax.jit(lambda x: model.apply(variables, to_float(x), method=VQVAE.encode))
+  codes = np.concatenate([np.asarray(encode(images[s:s + 256]))
+                          for s in range(0, len(images), 256)])
+  return codes.astype(np.int32), np.asarray(labels, np.int32)
 
 
 def main():
@@ -36,8 +57,7 @@ def main():
   prior, params, meta = restore_prior(args.prior)
   coder = compression.load_coder(args.prior, prior, params, meta['grid'])
   arrays = integer_prior.device_arrays(coder)
-  with np.load(os.path.join(args.prior, 'codes', f'{args.split}.npz')) as f:
-    codes, labels = f['codes'][:args.grids], f['labels'][:args.grids]
+  codes, labels = _split_codes(args.prior, meta, args.split, args.grids)
   log_softmax = jax.jit(lambda c, y: jax.nn.log_softmax(prior.apply({'params': params}, c, y)))
   float_bits = integer_bits = 0.0
   for s in range(0, len(codes), 250):
@@ -50,7 +70,7 @@ def main():
     integer_bits += sum(float(entropy.table_bits(f, g)) for f, g in zip(freqs, c))
   n = codes.size
   print(json.dumps({
-      'prior': os.path.abspath(args.prior), 'prior_step': meta.get('step'),
+      'prior': args.prior, 'prior_step': meta.get('step'),
       'k': coder.num_codes, 'layers': coder.num_layers, 'hidden': coder.hidden,
       'split': args.split, 'grids': len(codes),
       'float_bits_per_code': float_bits / n, 'integer_bits_per_code': integer_bits / n,
