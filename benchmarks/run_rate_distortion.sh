@@ -11,7 +11,8 @@
 # Rerunning continues: the trainers resume from their latest checkpoints and a
 # finished run returns at once.
 #     FM_K512=runs/budget/fashion-mnist-prior bash benchmarks/run_rate_distortion.sh fashion-mnist
-#     BOXING_K512=pretrained/atari-boxing-prior bash benchmarks/run_rate_distortion.sh atari-boxing
+#     VQ_STEPS=1200 NUM_IMAGES=1000 BOXING_K512=pretrained/atari-boxing-prior \
+#       bash benchmarks/run_rate_distortion.sh atari-boxing
 #     NUM_IMAGES=500 OUT=/tmp bash benchmarks/run_rate_distortion.sh fashion-mnist
 # FM_56PX=1 adds a 14x14-grid Fashion-MNIST point (56 px: 4x the cost of 7x7).
 set -euo pipefail

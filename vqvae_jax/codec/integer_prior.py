@@ -331,9 +331,9 @@ def default_layer0() -> str:
   """How layer 0 runs here (`device_arrays`): 'conv', an int8 convolution,
   where int8 matrix products are fast (GPU, TPU, or a CPU with AMX or
   AVX-512 VNNI), else 'tables', sums of table lookups. Measured on the
-  whole-grid pass (`benchmarks/bench_codec.py`, 'network'): on a Xeon with
-  AMX conv is 1.6x faster; on an AVX2 EPYC, where int8 dots run at about
-  26 GFLOP/s, the tables were the faster. Both give the same integers, so
+  whole-grid pass and the decoder (`benchmarks/bench_codec.py`, 'network'):
+  on a Xeon with AMX conv is the faster (1.2x whole grid, 1.08x decoder); on
+  an AVX2 EPYC, where int8 dots ran at about 26 GFLOP/s, the tables were. Both give the same integers, so
   the environment variable VQVAE_INT_LAYER0 ('tables' or 'conv') may force
   either (the portability tests decode with the other one)."""
   forced = os.environ.get('VQVAE_INT_LAYER0')
