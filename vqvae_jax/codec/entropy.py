@@ -384,10 +384,17 @@ def encode_batch(iprior, arrays, codes, labels=None,
   tried = num_candidates(iprior, shortlist) if labels is None else 1
   per_grid = 8 * tried * codes[0].size * iprior.num_codes if len(codes) else 1
   step = max(1, min(ENCODE_CHUNK, ENCODE_BYTES // per_grid))
-  for start in range(0, len(codes), step):
+  def launch(start):  # the prior's pass over one chunk, dispatched without waiting
     chunk = codes[start:start + step]
     part = None if labels is None else np.asarray(labels)[start:start + step]
-    used, logits = integer_logits(iprior, arrays, chunk, part, shortlist)
+    return chunk, integer_logits(iprior, arrays, chunk, part, shortlist)
+
+  starts = list(range(0, len(codes), step))
+  pending = launch(starts[0]) if starts else None
+  for n in range(len(starts)):
+    chunk, (used, logits) = pending
+    # The next chunk's pass runs on the device while this one is range-coded.
+    pending = launch(starts[n + 1]) if n + 1 < len(starts) else None
     freqs = frequencies_from_logits(np.asarray(logits))
     freqs = freqs.reshape(len(chunk), -1, freqs.shape[-1])
     out.extend((encode_with_tables(f, c), int(y))
