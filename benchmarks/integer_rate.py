@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 from benchmarks.machine import runtime_info  # noqa: E402
 from vqvae_jax.codec import compression, entropy, integer_prior  # noqa: E402
 from vqvae_jax import data  # noqa: E402
-from vqvae_jax.models.vqvae import VQVAE, to_float  # noqa: E402
 from vqvae_jax.runs import load_split, restore_prior, restore_vqvae, run_config  # noqa: E402
+from vqvae_jax.train.prior import extract_codes  # noqa: E402
 
 
 def _split_codes(prior_dir: str, meta: dict, split: str, count: int):
@@ -39,12 +39,8 @@ def _split_codes(prior_dir: str, meta: dict, split: str, count: int):
       return f['codes'][:count], f['labels'][:count]
   model, variables, vq_meta = restore_vqvae(meta['config']['model'])
   ds = load_split(run_config(vq_meta), split)
-  labels = data.relabel(ds, meta['class_names'])[:count]
-  images = np.asarray(ds.images[:count])
-  encode = jax.jit(lambda x: model.apply(variables, to_float(x), method=VQVAE.encode))
-  codes = np.concatenate([np.asarray(encode(images[s:s + 256]))
-                          for s in range(0, len(images), 256)])
-  return codes.astype(np.int32), np.asarray(labels, np.int32)
+  codes = extract_codes(model, variables, ds)[:count]
+  return codes, np.asarray(data.relabel(ds, meta['class_names'])[:count], np.int32)
 
 
 def main():

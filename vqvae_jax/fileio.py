@@ -1,10 +1,13 @@
 """Atomic file writes: a file is replaced only once its new content is complete."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from vqvae_jax.errors import UserError
 
@@ -34,9 +37,15 @@ def atomic_write(path: str, data: bytes | str) -> None:
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+    _discard(tmp)
     raise
+
+
+def save_npy(path: str, array) -> None:
+  """Writes an array as .npy, atomically."""
+  buf = io.BytesIO()
+  np.save(buf, np.asarray(array))
+  atomic_write(path, buf.getvalue())
 
 
 FSYNC_THREADS = 8  # concurrent fsyncs share journal commits: 3x faster for 1024 small files

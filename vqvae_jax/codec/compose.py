@@ -9,7 +9,6 @@ averaging (box filter) and thresholded at half intensity (white = take B).
 """
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
@@ -84,9 +83,7 @@ def load_codes(codec, path: str) -> np.ndarray:
 
 def save_codes(path: str, codes) -> None:
   """Writes a code grid as .npy (int32), atomically."""
-  buf = io.BytesIO()
-  np.save(buf, np.asarray(codes, np.int32))
-  fileio.atomic_write(path, buf.getvalue())
+  fileio.save_npy(path, np.asarray(codes, np.int32))
 
 
 def codes_of(codec, path: str) -> np.ndarray:

@@ -15,7 +15,6 @@ Splits are in time order: train = first 80%, valid = next 10%, test = last 10%.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 
@@ -27,7 +26,7 @@ from vqvae_jax.data import cache
 from vqvae_jax.data.images import resize_all
 from vqvae_jax.distributed import is_main_process
 from vqvae_jax.errors import UserError
-from vqvae_jax.fileio import atomic_write
+from vqvae_jax.fileio import save_npy
 
 ENV_ID = 'ALE/Boxing-v5'
 DEFAULT_FRAMES = 60000
@@ -125,21 +124,15 @@ def _folder(base: str, seed: int, size: int, n: int) -> str:
   return os.path.join(base, f'boxing-seed{seed}-{size}px-{n}frames')
 
 
-def _save_npy(path: str, array: np.ndarray) -> None:
-  buf = io.BytesIO()
-  np.save(buf, array)
-  atomic_write(path, buf.getvalue())
-
-
 def derive(source: str, folder: str, size: int) -> str:
   """The frames of a `generate`d folder resized to size x size, in `folder`
   (made once: frames.npy is written last, atomically)."""
   frames_path = os.path.join(folder, 'frames.npy')
   if not os.path.isfile(frames_path):
     os.makedirs(folder, exist_ok=True)
-    _save_npy(os.path.join(folder, 'episodes.npy'),
+    save_npy(os.path.join(folder, 'episodes.npy'),
               np.load(os.path.join(source, 'episodes.npy')))
-    _save_npy(frames_path, resize_all(np.load(os.path.join(source, 'frames.npy'),
+    save_npy(frames_path, resize_all(np.load(os.path.join(source, 'frames.npy'),
                                               mmap_mode='r'), size))
   return folder
 
