@@ -31,9 +31,12 @@ import sys
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
-# JAX picks the device (`backend` in the JSON). Host malloc tuned as in the
-# training scripts, before JAX's threads start (--stock-malloc: leave it).
-from vqvae_jax.cli.flags import tune_malloc  # noqa: E402
+# JAX picks the device (`backend` in the JSON). XLA flags and host malloc as
+# in the training scripts (train_prior.py runs with both), set before JAX is
+# imported and its threads start; --stock-xla / --stock-malloc leave them.
+from vqvae_jax.cli.flags import set_xla_flags, tune_malloc  # noqa: E402
+if '--stock-xla' not in sys.argv[1:]:
+  set_xla_flags()
 MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and tune_malloc()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -183,6 +186,8 @@ def main():
   ap.add_argument('--sections', default='sample,train', help='subset of: sample, train')
   ap.add_argument('--threads', type=int, default=2, help='torch threads')
   ap.add_argument('--stock-malloc', action='store_true', help='leave glibc malloc as it is')
+  ap.add_argument('--stock-xla', action='store_true',
+                  help='leave XLA_FLAGS as they are (the training scripts turn YNN fusions off)')
   ap.add_argument('--skip-plain', action='store_true',
                   help='leave out the plain JAX sampler (slow to compile and run)')
   args = ap.parse_args()
@@ -223,7 +228,7 @@ def main():
   out['runs'] = {k: v for k, v in runs.items() if v}
   out.update({'reference': torch_info, 'jax': jax.__version__,
               'backend': jax.default_backend(), 'device': _device(),
-              'malloc_tuned': bool(MALLOC_TUNED),
+              'malloc_tuned': bool(MALLOC_TUNED), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
               'python': platform.python_version(), **cpu_info(),
               'cpus': os.cpu_count(), 'loadavg_start_end': [load0[0], os.getloadavg()[0]],
               'wall_s': time.perf_counter() - t_start})
