@@ -42,9 +42,11 @@ Usage:
 The PyTorch side needs a venv with torch (see benchmarks/README.md):
   python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
 
-XLA flags (set here, before jax is imported, unless XLA_FLAGS already names
-them): --xla_cpu_experimental_ynn_fusion_type= (YNN fusions off: its
-convolutions and dots are slower than the default Eigen path on this model).
+XLA flags: the training scripts' (vqvae_jax.cli.flags.set_xla_flags, set
+before JAX starts unless XLA_FLAGS already names them; --stock-xla: none):
+float32 with YNN fusions off (its float32 convolutions and dots are slower
+than the default Eigen path on this model), bfloat16 with XLA's default (its
+YNNPACK bfloat16 dots are the fast path the bfloat16 formulations use).
 Host malloc is tuned as in the training scripts (vqvae_jax.cli.flags.tune_malloc:
 freed memory is reused, not page-faulted in again every step) unless
 --stock-malloc; the JSON says which (`malloc_tuned`).
@@ -55,25 +57,26 @@ import os
 import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Flags that this entry point sets (name -> full flag); see the docstring.
-ENTRY_XLA_FLAGS = {'xla_cpu_experimental_ynn_fusion_type': '--xla_cpu_experimental_ynn_fusion_type='}
-
-
-def _set_xla_flags():
-  if '--stock-xla' in sys.argv[1:]:
-    return
-  flags = os.environ.get('XLA_FLAGS', '')
-  for name, flag in ENTRY_XLA_FLAGS.items():
-    if name not in flags:
-      flags += ' ' + flag
-  os.environ['XLA_FLAGS'] = flags.strip()
-
-
-_set_xla_flags()  # JAX picks the device: the same script runs on a GPU unchanged
 sys.path.insert(0, _ROOT)
-# As the project's entry points do (vqvae_jax.cli.flags.setup_runtime), before JAX's threads start.
-from vqvae_jax.cli.flags import tune_malloc  # noqa: E402
-MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and tune_malloc()
+# As the project's entry points do (vqvae_jax.cli.flags.setup_runtime), before
+# JAX starts its backend and threads: the training scripts' XLA flags for the
+# --precision asked for, and the host malloc tuning.
+from vqvae_jax.cli import flags as _flags  # noqa: E402
+
+
+def _argv_value(name, default=None):
+  argv = sys.argv[1:]
+  for i, a in enumerate(argv):
+    if a == name and i + 1 < len(argv):
+      return argv[i + 1]
+    if a.startswith(name + '='):
+      return a.split('=', 1)[1]
+  return default
+
+
+if '--stock-xla' not in sys.argv[1:]:
+  _flags.set_xla_flags(_argv_value('--precision'))
+MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and _flags.tune_malloc()
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
@@ -361,7 +364,7 @@ def main():
   out['jax_imgs_per_s_rounds'] = {s: [round(v, 1) for v in jax_rounds[s]] for s in shapes}
   if torch_vq:
     out['torch_imgs_per_s_rounds'] = {s: [round(v, 1) for v in torch_rounds[s]] for s in shapes}
-  out['layer_impls'] = layers.effective_impls(impls)
+  out['layer_impls'] = layers.effective_impls(impls, dtype=dtype)
   out['xla_flags'] = os.environ.get('XLA_FLAGS', '')
   out['malloc_tuned'] = bool(MALLOC_TUNED)
   out['jax'] = jax.__version__

@@ -57,20 +57,23 @@ def main():
   ap.add_argument('--layers', default='down_a,down_b,conv3x3,up_a,up_b')
   ap.add_argument('--impls', default='', help='comma-separated subset (default all)')
   ap.add_argument('--reps', type=int, default=3)
+  ap.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'],
+                  help='compute dtype of x, kernel and bias (as --precision in training)')
   args = ap.parse_args()
   size, _, channels = (int(v) for v in args.shape.split('x'))
   want = set(args.layers.split(','))
   only = set(args.impls.split(',')) if args.impls else None
   key = jax.random.PRNGKey(0)
-  print(f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r} shape={args.shape}', flush=True)
+  print(f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r} shape={args.shape} dtype={args.dtype}', flush=True)
   auto = layers.auto_impls()
   for name, table, kind, ks, xs, co, need_dx in layer_shapes(size, channels):
     if name not in want:
       continue
     k1, k2, k3 = jax.random.split(key, 3)
-    x = jax.random.normal(k1, xs)
-    kern = jax.random.normal(k2, (ks, ks, xs[-1], co)) * 0.05
-    bias = jnp.zeros((co,))
+    dtype = jnp.dtype(args.dtype)
+    x = jax.random.normal(k1, xs).astype(dtype)
+    kern = (jax.random.normal(k2, (ks, ks, xs[-1], co)) * 0.05).astype(dtype)
+    bias = jnp.zeros((co,), dtype)
     for impl, f in table.items():
       if only and impl not in only:
         continue

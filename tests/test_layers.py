@@ -49,7 +49,9 @@ def _check(fn, ref, shape, ks, dtype, atol):
 
 
 def _cases(table, shapes):
-  return [(impl, s) for impl in sorted(table) if impl != 'reference' for s in shapes]
+  """Every exact formulation (the bfloat16 ones are checked below)."""
+  return [(impl, s) for impl in sorted(table)
+          if impl != 'reference' and not formulations.computes_in_bfloat16(impl) for s in shapes]
 
 
 @pytest.mark.parametrize('impl,shape', _cases(formulations.DOWN_IMPLS, DOWN_SHAPES))
@@ -85,7 +87,71 @@ def test_conv1x1_float64():
 def test_float32_close(table, ref, ks, shape):
   # Values are sums of 16-400 products of N(0, 1) terms: |y| ~ 10-20.
   for impl, fn in table.items():
-    _check(fn, ref, shape, ks, jnp.float32, 1e-3)
+    if not formulations.computes_in_bfloat16(impl):
+      _check(fn, ref, shape, ks, jnp.float32, 1e-3)
+
+
+# ----------------------------------------------------------------------------
+# The bfloat16 formulations round x, kernel, bias and the upstream gradient to
+# bfloat16 and accumulate in float32. On operands that are bfloat16 numbers
+# already every product is exact in float32, so they equal the float64
+# reference up to float32 accumulation: tolerance 2e-5 relative to the
+# largest |value| (sums of up to 4096 terms of size ~1 accumulate ~1e-6).
+# ----------------------------------------------------------------------------
+def _bf16_round(rng, shape):
+  return np.asarray(jnp.asarray(rng.normal(size=shape), jnp.bfloat16).astype(jnp.float32))
+
+
+BF16_CASES = [
+    (formulations.DOWN_IMPLS, 's2d_bf16', formulations.reference_down, 4, (2, 7, 7, 3, 5)),
+    (formulations.DOWN_IMPLS, 's2d_bf16', formulations.reference_down, 4, (1, 14, 6, 1, 24)),
+    (formulations.UP_IMPLS, 'sub2_bf16', formulations.reference_up, 4, (2, 7, 7, 3, 5)),
+    (formulations.UP_IMPLS, 'sub2_bf16', formulations.reference_up, 4, (1, 6, 5, 24, 1)),
+    (formulations.CONV3X3_IMPLS, 'im2col_bf16', formulations.reference_conv3x3, 3, (2, 7, 7, 3, 5)),
+    (formulations.CONV3X3_IMPLS, 'im2col_bf16', formulations.reference_conv3x3, 3, (1, 5, 8, 32, 24)),
+    (formulations.CONV1X1_IMPLS, 'matmul_bf16', formulations.conv1x1, 1, (2, 7, 5, 3, 4)),
+]
+
+
+@pytest.mark.parametrize('table,impl,ref,ks,shape', BF16_CASES)
+def test_bfloat16_formulations_equal_reference_on_bfloat16_operands(table, impl, ref, ks, shape):
+  b, h, w, ci, co = shape
+  rng = np.random.default_rng(hash((impl, shape)) % 2**32)
+  x, k, bias = (_bf16_round(rng, s) for s in ((b, h, w, ci), (ks, ks, ci, co), (co,)))
+  with jax.enable_x64(True):
+    x64, k64, b64 = (jnp.asarray(a, jnp.float64) for a in (x, k, bias))
+    y_ref, vjp_ref = jax.vjp(ref, x64, k64, b64)
+    g = _bf16_round(rng, y_ref.shape)
+    grads_ref = vjp_ref(jnp.asarray(g, jnp.float64))
+  fn = jax.jit(lambda x, k, bias, g: (lambda y, vjp: (y, vjp(g)))(*jax.vjp(table[impl], x, k, bias)))
+  y, grads = fn(*(jnp.asarray(a, jnp.float32) for a in (x, k, bias, g)))
+  assert y.dtype == jnp.float32 and y.shape == y_ref.shape
+  for name, a, r in zip(('y', 'dx', 'dkernel', 'dbias'), (y,) + tuple(grads),
+                        (y_ref,) + tuple(grads_ref)):
+    r = np.asarray(r)
+    assert a.shape == r.shape and a.dtype == jnp.float32, name
+    np.testing.assert_allclose(np.asarray(a, np.float64), r, rtol=0,
+                               atol=2e-5 * np.abs(r).max(), err_msg=name)
+
+
+@pytest.mark.parametrize('table,impl,ref,ks,shape', BF16_CASES[::2])
+def test_bfloat16_formulations_in_bfloat16(table, impl, ref, ks, shape):
+  """bfloat16 in, bfloat16 out (and gradients), within bfloat16 rounding of
+  the float32 reference: 2% of the largest |value|."""
+  b, h, w, ci, co = shape
+  rng = np.random.default_rng(1)
+  x, k, bias = (jnp.asarray(rng.normal(size=s), jnp.float32)
+                for s in ((b, h, w, ci), (ks, ks, ci, co), (co,)))
+  y_ref, vjp_ref = jax.vjp(ref, x, k, bias)
+  g = jnp.asarray(rng.normal(size=y_ref.shape), jnp.float32)
+  low = tuple(a.astype(jnp.bfloat16) for a in (x, k, bias, g))
+  y, vjp = jax.vjp(table[impl], *low[:3])
+  for name, a, r in zip(('y', 'dx', 'dkernel', 'dbias'), (y,) + vjp(low[3]),
+                        (y_ref,) + vjp_ref(g)):
+    assert a.dtype == jnp.bfloat16 and a.shape == r.shape, name
+    r = np.asarray(r)
+    np.testing.assert_allclose(np.asarray(a.astype(jnp.float32)), r, rtol=0,
+                               atol=0.02 * np.abs(r).max(), err_msg=name)
 
 
 @pytest.mark.parametrize('module,features,shape,ks', [
@@ -132,10 +198,16 @@ def test_unknown_impl_raises():
 
 def test_auto_impls_per_backend():
   cpu = {'down': 's2d_conv', 'down_narrow': 's2d_conv', 'up': 'phase_conv',
-         'up_narrow': 'col2im', 'conv3x3': 'reference'}
+         'up_narrow': 'col2im', 'conv3x3': 'reference', 'conv1x1': 'reference'}
   assert layers.auto_impls('cpu') == cpu == dict(layers.CPU_IMPLS)
+  assert layers.auto_impls('cpu', jnp.float32) == cpu
+  assert layers.auto_impls('cpu', jnp.float64) == cpu
+  cpu_bf16 = layers.auto_impls('cpu', jnp.bfloat16)
+  assert cpu_bf16 == dict(layers.CPU_BF16_IMPLS) and set(cpu_bf16) == set(cpu)
+  assert all(formulations.computes_in_bfloat16(v) for k, v in cpu_bf16.items() if k != 'up_narrow')
   for backend in ('gpu', 'tpu'):
-    assert layers.auto_impls(backend) == {kind: 'reference' for kind in cpu}
+    for dtype in (None, jnp.bfloat16):
+      assert layers.auto_impls(backend, dtype) == {kind: 'reference' for kind in cpu}
   assert layers.auto_impls() == layers.auto_impls(jax.default_backend())
   with pytest.raises(TypeError):  # the tables are read-only
     layers.CPU_IMPLS['up'] = 'sub2_conv'
@@ -146,16 +218,18 @@ def test_auto_impls_per_backend():
 @pytest.mark.parametrize('backend', ['cpu', 'gpu'])
 def test_choose_and_overrides(backend):
   refs = {'down': formulations.reference_down, 'up': formulations.reference_up,
-          'conv3x3': formulations.reference_conv3x3}
-  tables = {'down': formulations.DOWN_IMPLS, 'up': formulations.UP_IMPLS, 'conv3x3': formulations.CONV3X3_IMPLS}
+          'conv3x3': formulations.reference_conv3x3, 'conv1x1': formulations.conv1x1}
+  tables = {'down': formulations.DOWN_IMPLS, 'up': formulations.UP_IMPLS,
+            'conv3x3': formulations.CONV3X3_IMPLS, 'conv1x1': formulations.CONV1X1_IMPLS}
   for kind, narrow in (('down', False), ('down', True), ('up', False), ('up', True),
-                       ('conv3x3', False)):
+                       ('conv3x3', False), ('conv1x1', False)):
     table = tables[kind]
-    auto = layers.choose(kind, narrow, backend=backend)
     key = kind + ('_narrow' if narrow else '')
-    assert auto is table[layers.auto_impls(backend)[key]]
-    if backend != 'cpu':
-      assert auto is refs[kind]
+    for dtype in (None, jnp.bfloat16):
+      auto = layers.choose(kind, narrow, backend=backend, dtype=dtype)
+      assert auto is table[layers.auto_impls(backend, dtype)[key]]
+      if backend != 'cpu':
+        assert auto is refs[kind]
   over = (('up', 'sub2_conv'),)
   assert layers.choose('up', False, overrides=over, backend=backend) is formulations.up_sub2_conv
   # Only the named kind changes; an explicit impl wins over the table.

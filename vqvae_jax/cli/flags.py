@@ -34,11 +34,29 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
   distributed.add_flags(parser)
 
 
-def set_xla_flags() -> None:
-  """XLA CPU flags that the benchmarks found faster; set before jax is imported."""
+YNN_OFF = '--xla_cpu_experimental_ynn_fusion_type='
+
+
+def set_xla_flags(precision: str | None = None) -> None:
+  """XLA CPU flags that the benchmarks found faster; set before JAX starts its
+  backend. float32: YNNPACK fusions off (its float32 convolutions and dots are
+  slower than XLA's default path on this model). bfloat16: XLA's default,
+  which hands bfloat16 dots to YNNPACK (its only fast bfloat16 path; see
+  models.formulations.conv_valid_bf16). XLA_FLAGS naming the flag win."""
   flags = os.environ.get('XLA_FLAGS', '')
-  if 'xla_cpu_experimental_ynn_fusion_type' not in flags:
-    os.environ['XLA_FLAGS'] = (flags + ' --xla_cpu_experimental_ynn_fusion_type=').strip()
+  if precision != 'bfloat16' and 'xla_cpu_experimental_ynn_fusion_type' not in flags:
+    os.environ['XLA_FLAGS'] = (flags + ' ' + YNN_OFF).strip()
+
+
+def precision_of(args) -> str | None:
+  """The precision a command line asks for (--precision, or --set precision=...)
+  before the config is loaded (None: the config's)."""
+  value = getattr(args, 'precision', None)
+  for item in getattr(args, 'set', None) or ():
+    key, _, v = item.partition('=')
+    if key.strip() == 'precision':
+      value = v.strip().strip('\'"')
+  return value
 
 
 # glibc mallopt() parameters (malloc.h).
@@ -95,7 +113,7 @@ def setup_runtime(args) -> None:
   """Host malloc, XLA flags, platform, multi-host connection, device check,
   quiet absl: in that order."""
   tune_malloc()
-  set_xla_flags()
+  set_xla_flags(precision_of(args))
   select_platform(args.device)
   distributed.initialize(args)
   check_device(args.device)

@@ -8,10 +8,13 @@ definitions, with lax convolutions; the others compute the same function
 with pads, slices, reshapes/transposes and matrix products (`dot_general`),
 whose forward and backward passes all map to XLA:CPU's fast matmul.
 
-The tables DOWN_IMPLS / UP_IMPLS / CONV3X3_IMPLS name them all. The layers
-use the ones `layers.auto_impls(backend)` picks (on CPU: s2d_conv, phase_conv,
-col2im; elsewhere the references); the rest are there for the benchmarks
-(`benchmarks/profile_layers.py`, `bench_train.py --impl`) and the tests.
+The tables DOWN_IMPLS / UP_IMPLS / CONV3X3_IMPLS / CONV1X1_IMPLS name them
+all. The layers use the ones `layers.auto_impls(backend, dtype)` picks (on
+CPU in float32: s2d_conv, phase_conv, col2im; on CPU in bfloat16 the '*_bf16'
+matmul formulations; elsewhere the references); the rest are there for the
+benchmarks (`benchmarks/profile_layers.py`, `bench_train.py --impl`) and the
+tests. The '*_bf16' ones (`computes_in_bfloat16`) round their operands to
+bfloat16 and accumulate in float32 whatever the input dtype.
 """
 from __future__ import annotations
 
@@ -283,9 +286,107 @@ def up_sub2_dotgrad(x, kernel, bias):
   return _up_sub2_assemble(z, h, w, kernel.shape[-1]) + bias
 
 
+# ----------------------------------------------------------------------------
+# bfloat16 matmul formulations, for CPUs with AMX / AVX512-BF16.
+# XLA:CPU has no bfloat16 convolution (it converts them to float32), and its
+# fast bfloat16 path, YNNPACK's dot, takes only the canonical [M, K] @ [K, N]
+# form with a float32 result: a transposed operand falls back to float32.
+# `conv_valid_bf16` therefore computes a stride-1 VALID convolution and both
+# its gradients as three canonical dots of bfloat16 operands (float32
+# accumulation and result):
+#   forward   y  = P . K                      P = patches(x)    [M, kh kw Ci]
+#   kernel    dK = (dy^T . P)^T               dy^T [Co, M] copied once (small)
+#   input     dx = patches(pad(dy)) . flip(K)^T
+# The patches are gathered as uint16 (the bfloat16 bits): XLA moves integers
+# as they are, bfloat16 it would widen to float32 first.
+# ----------------------------------------------------------------------------
+def _bf16_bits(x):
+  return lax.bitcast_convert_type(x.astype(jnp.bfloat16), jnp.uint16)
+
+
+def _from_bits(u):
+  return lax.bitcast_convert_type(u, jnp.bfloat16)
+
+
+def _patches_bits(u, kh, kw):
+  """u [B, Hp, Wp, C] -> [B * Ho * Wo, kh * kw * C], rows (b, i, j), columns (a, b, c)."""
+  b, hp, wp, c = u.shape
+  ho, wo = hp - kh + 1, wp - kw + 1
+  taps = [u[:, a:a + ho, e:e + wo] for a in range(kh) for e in range(kw)]
+  return jnp.concatenate(taps, axis=-1).reshape(b * ho * wo, kh * kw * c)
+
+
+def _dot_f32(a, b):
+  """[M, K] @ [K, N] of bfloat16 operands, float32 accumulation and result."""
+  return lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def conv_valid_bf16(xp, kernel, bias):
+  """VALID stride-1 convolution plus bias (NHWC x HWIO) in bfloat16 with
+  float32 accumulation: [B, Hp, Wp, Ci] x [kh, kw, Ci, Co] + [Co]
+  -> [B, Hp-kh+1, Wp-kw+1, Co] in xp's dtype."""
+  return _conv_valid_bf16_fwd(xp, kernel, bias)[0]
+
+
+def _conv_valid_bf16_fwd(xp, kernel, bias):
+  b, hp, wp, ci = xp.shape
+  kh, kw, _, co = kernel.shape
+  p = _patches_bits(_bf16_bits(xp), kh, kw)
+  y = _dot_f32(_from_bits(p), kernel.reshape(kh * kw * ci, co).astype(jnp.bfloat16))
+  y = y + bias.astype(jnp.float32)
+  return y.reshape(b, hp - kh + 1, wp - kw + 1, co).astype(xp.dtype), (p, kernel, bias, xp)
+
+
+def _conv_valid_bf16_bwd(res, dy):
+  p, kernel, bias, xp = res
+  kh, kw, ci, co = kernel.shape
+  g = _bf16_bits(dy)
+  g2 = _from_bits(g.reshape(-1, co))
+  # Bias gradient as a dot with ones (XLA:CPU's own column sum of a large
+  # array is a slow reduce-window).
+  db = _dot_f32(jnp.ones((1, g2.shape[0]), jnp.bfloat16), g2)[0]
+  # [Co, M], one copy of the small operand. Transposed as [B, Ho Wo, Co] ->
+  # [Co, B, Ho Wo]: a plain 2-D transpose XLA would fold back into the dot,
+  # which is then no longer canonical and falls back to float32.
+  gt = _from_bits(g.reshape(g.shape[0], -1, co).transpose(2, 0, 1).reshape(co, -1))
+  dk = _dot_f32(gt, _from_bits(p)).reshape(co, kh, kw, ci).transpose(1, 2, 3, 0)
+  gp = _pad_hw(g, kh - 1, kh - 1, kw - 1, kw - 1)
+  kf = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2).reshape(kh * kw * co, ci)
+  dx = _dot_f32(_from_bits(_patches_bits(gp, kh, kw)), kf.astype(jnp.bfloat16))
+  return dx.reshape(xp.shape).astype(xp.dtype), dk.astype(kernel.dtype), db.astype(bias.dtype)
+
+
+conv_valid_bf16.defvjp(_conv_valid_bf16_fwd, _conv_valid_bf16_bwd)
+
+
+def conv3x3_im2col_bf16(x, kernel, bias):
+  """conv_valid_bf16 of the input padded by 1."""
+  return conv_valid_bf16(_pad_hw(x, 1, 1, 1, 1), kernel, bias)
+
+
+def down_s2d_bf16(x, kernel, bias):
+  """Space-to-depth, then conv_valid_bf16 with the 2x2 kernel."""
+  s, _, _ = _down_prepare(x)
+  return conv_valid_bf16(s, _down_kernel(kernel), bias)
+
+
+def up_sub2_bf16(x, kernel, bias):
+  """up_sub2_conv with conv_valid_bf16; the bias, added to every phase of z
+  (each output takes exactly one z value), has the same gradient."""
+  _, h, w, _ = x.shape
+  z = conv_valid_bf16(_pad_hw(x, 1, 1, 1, 1), _up_sub2_kernel(kernel), jnp.tile(bias, 4))
+  return _up_sub2_assemble(z, h, w, kernel.shape[-1])
+
+
 def conv1x1(x, kernel, bias):
   """1x1 convolution as one matmul (kernel [1, 1, Ci, Co])."""
   return _matmul(x, kernel.reshape(kernel.shape[-2], kernel.shape[-1])) + bias
+
+
+def conv1x1_matmul_bf16(x, kernel, bias):
+  """conv1x1 as conv_valid_bf16 (its patches are the input itself)."""
+  return conv_valid_bf16(x, kernel, bias)
 
 
 DOWN_IMPLS = {
@@ -293,6 +394,7 @@ DOWN_IMPLS = {
     's2d_conv': down_s2d_conv,
     's2d_matmul': down_s2d_matmul,
     's2d_dotgrad': down_s2d_dotgrad,
+    's2d_bf16': down_s2d_bf16,
 }
 UP_IMPLS = {
     'reference': reference_up,
@@ -301,9 +403,22 @@ UP_IMPLS = {
     'col2im': up_col2im,
     'phase_conv': up_phase_conv,
     'sub2_dotgrad': up_sub2_dotgrad,
+    'sub2_bf16': up_sub2_bf16,
 }
 CONV3X3_IMPLS = {
     'reference': reference_conv3x3,
     'matmul': conv3x3_matmul,
     'dotgrad': conv3x3_dotgrad,
+    'im2col_bf16': conv3x3_im2col_bf16,
 }
+CONV1X1_IMPLS = {
+    'reference': conv1x1,
+    'matmul_bf16': conv1x1_matmul_bf16,
+}
+
+
+def computes_in_bfloat16(name: str) -> bool:
+  """True for the formulations that round their operands to bfloat16 whatever
+  the input dtype (names ending in 'bf16'): the same function as the
+  reference only up to that rounding."""
+  return name.endswith('bf16')

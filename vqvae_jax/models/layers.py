@@ -15,8 +15,9 @@ transposed convolution) through slow generic loops; the formulations picked on
 CPU use matrix products instead.
 
 Which formulation a layer uses: its `impl` field, by default 'auto', a pure
-function of jax.default_backend() (`auto_impls`: the rewrites on CPU, the
-references on GPU/TPU) that a model may override per layer kind
+function of jax.default_backend() and the compute dtype (`auto_impls`: the
+rewrites on CPU, bfloat16 matmuls on CPU in bfloat16, the references on
+GPU/TPU) that a model may override per layer kind
 (`overrides`, e.g. (('up', 'sub2_conv'),)) without changing any variable.
 """
 from __future__ import annotations
@@ -29,28 +30,40 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vqvae_jax.models.formulations import CONV3X3_IMPLS, DOWN_IMPLS, UP_IMPLS, conv1x1
+from vqvae_jax.models.formulations import CONV1X1_IMPLS, CONV3X3_IMPLS, DOWN_IMPLS, UP_IMPLS
 
-# Formulations picked by impl='auto', by backend. A layer whose input
-# (DownConv) or output (UpConv) has at most NARROW channels is an image-side
-# layer and uses the '*_narrow' entry. CPU: the rewrites measured fastest on
-# XLA:CPU (benchmarks/README.md). GPU/TPU: the plain lax convolutions, since
-# nothing was measured there. Callers override entries per module (the
-# `overrides` field below, `models.VQVAE.impls`), never by editing these.
+# Formulations picked by impl='auto', by backend and compute dtype. A layer
+# whose input (DownConv) or output (UpConv) has at most NARROW channels is an
+# image-side layer and uses the '*_narrow' entry. CPU, float32: the rewrites
+# measured fastest on XLA:CPU (benchmarks/README.md). CPU, bfloat16: the
+# matmul formulations whose dots XLA hands to YNNPACK's bfloat16 kernels (AMX
+# / AVX512-BF16 where the CPU has them; XLA:CPU widens bfloat16 convolutions
+# to float32). GPU/TPU: the plain lax convolutions, since nothing was measured
+# there. Callers override entries per module (the `overrides` field below,
+# `models.VQVAE.impls`), never by editing these.
 NARROW = 16
 CPU_IMPLS = MappingProxyType({'down': 's2d_conv', 'down_narrow': 's2d_conv', 'up': 'phase_conv',
-                              'up_narrow': 'col2im', 'conv3x3': 'reference'})
+                              'up_narrow': 'col2im', 'conv3x3': 'reference',
+                              'conv1x1': 'reference'})
+CPU_BF16_IMPLS = MappingProxyType({'down': 's2d_bf16', 'down_narrow': 's2d_bf16',
+                                   'up': 'sub2_bf16', 'up_narrow': 'col2im',
+                                   'conv3x3': 'im2col_bf16', 'conv1x1': 'matmul_bf16'})
 ACCELERATOR_IMPLS = MappingProxyType({kind: 'reference' for kind in CPU_IMPLS})
 KINDS = tuple(CPU_IMPLS)
-_TABLES = MappingProxyType({'down': DOWN_IMPLS, 'up': UP_IMPLS, 'conv3x3': CONV3X3_IMPLS})
+_TABLES = MappingProxyType({'down': DOWN_IMPLS, 'up': UP_IMPLS, 'conv3x3': CONV3X3_IMPLS,
+                            'conv1x1': CONV1X1_IMPLS})
 
 
-def auto_impls(backend: Optional[str] = None) -> dict:
+def auto_impls(backend: Optional[str] = None, dtype: Any = None) -> dict:
   """Formulation names impl='auto' uses on `backend` (default
-  jax.default_backend()): {kind: name} for every kind in KINDS; CPU_IMPLS on
-  'cpu', ACCELERATOR_IMPLS on anything else."""
+  jax.default_backend()) for layers computing in `dtype` (default float32):
+  {kind: name} for every kind in KINDS; CPU_IMPLS on 'cpu' (CPU_BF16_IMPLS
+  for bfloat16), ACCELERATOR_IMPLS on anything else."""
   backend = jax.default_backend() if backend is None else backend
-  return dict(CPU_IMPLS if backend == 'cpu' else ACCELERATOR_IMPLS)
+  if backend != 'cpu':
+    return dict(ACCELERATOR_IMPLS)
+  bf16 = dtype is not None and jnp.dtype(dtype) == jnp.bfloat16
+  return dict(CPU_BF16_IMPLS if bf16 else CPU_IMPLS)
 
 
 def check_impls(impls) -> tuple:
@@ -67,20 +80,22 @@ def check_impls(impls) -> tuple:
   return pairs
 
 
-def effective_impls(impls=(), backend: Optional[str] = None) -> dict:
-  """{kind: name} that impl='auto' layers with these overrides use on `backend`."""
-  return {**auto_impls(backend), **dict(check_impls(impls))}
+def effective_impls(impls=(), backend: Optional[str] = None, dtype: Any = None) -> dict:
+  """{kind: name} that impl='auto' layers computing in `dtype` with these
+  overrides use on `backend`."""
+  return {**auto_impls(backend, dtype), **dict(check_impls(impls))}
 
 
 def choose(kind: str, narrow: bool = False, impl: str = 'auto', overrides=(),
-           backend: Optional[str] = None):
-  """The function (x, kernel, bias) -> y for a layer of `kind` ('down', 'up'
-  or 'conv3x3'): `impl` by name, or for impl='auto' the entry of
-  effective_impls(overrides, backend) for kind (+ '_narrow' if narrow)."""
+           backend: Optional[str] = None, dtype: Any = None):
+  """The function (x, kernel, bias) -> y for a layer of `kind` ('down', 'up',
+  'conv3x3' or 'conv1x1') computing in `dtype`: `impl` by name, or for
+  impl='auto' the entry of effective_impls(overrides, backend, dtype) for
+  kind (+ '_narrow' if narrow)."""
   table = _TABLES[kind]
   if impl == 'auto':
     key = kind + ('_narrow' if narrow and kind + '_narrow' in KINDS else '')
-    impl = effective_impls(overrides, backend)[key]
+    impl = effective_impls(overrides, backend, dtype)[key]
   if impl not in table:
     raise ValueError(f'unknown {kind} formulation {impl!r}; one of {sorted(table)}')
   return table[impl]
@@ -107,7 +122,7 @@ class DownConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    f = choose('down', x.shape[-1] <= NARROW, self.impl, self.overrides)
+    f = choose('down', x.shape[-1] <= NARROW, self.impl, self.overrides, dtype=x.dtype)
     return f(x, *_kernel_and_bias(self, 4, x, self.features))
 
 
@@ -121,7 +136,7 @@ class UpConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    f = choose('up', self.features <= NARROW, self.impl, self.overrides)
+    f = choose('up', self.features <= NARROW, self.impl, self.overrides, dtype=x.dtype)
     return f(x, *_kernel_and_bias(self, 4, x, self.features))
 
 
@@ -135,17 +150,22 @@ class Conv3x3(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    f = choose('conv3x3', False, self.impl, self.overrides)
+    f = choose('conv3x3', False, self.impl, self.overrides, dtype=x.dtype)
     return f(x, *_kernel_and_bias(self, 3, x, self.features))
 
 
 class Conv1x1(nn.Module):
-  """1x1 convolution as one matmul (nn.Conv(features, (1, 1)): same variables)."""
+  """1x1 convolution as one matmul (nn.Conv(features, (1, 1)): same variables).
+
+  impl and overrides as in DownConv (CONV1X1_IMPLS names)."""
   features: int
+  impl: str = 'auto'
+  overrides: tuple = ()
 
   @nn.compact
   def __call__(self, x):
-    return conv1x1(x, *_kernel_and_bias(self, 1, x, self.features))
+    f = choose('conv1x1', False, self.impl, self.overrides, dtype=x.dtype)
+    return f(x, *_kernel_and_bias(self, 1, x, self.features))
 
 
 # ----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class ResBlock(nn.Module):
     h = layers.Conv3x3(dim, overrides=self.impls, name='Conv_0')(h)
     h = _bn(train, self.axis_name, self.dtype)(h)
     h = nn.relu(h)
-    h = layers.Conv1x1(dim, name='Conv_1')(h)
+    h = layers.Conv1x1(dim, overrides=self.impls, name='Conv_1')(h)
     h = _bn(train, self.axis_name, self.dtype)(h)
     return x + h
 

@@ -1,0 +1,106 @@
+"""Per-op profile of one whole VQ-VAE training step (XLA:CPU), by jax.profiler.
+
+Traces a few steps of bench_train.JaxTrain (same model, flags and malloc as
+bench_train.py) and sums the trace's per-op durations by HLO op name, grouped
+by kind (dot, convolution, fusion, copy/transpose, reduce, ...). Prints the
+top ops and one JSON line with the per-kind totals (ms per step).
+
+  python3 benchmarks/profile_step.py --precision bfloat16 --shape 28x28x1
+  python3 benchmarks/profile_step.py --stock-xla ...     # XLA's own flags (YNN on)
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_train  # noqa: E402  (sets the XLA flags and malloc before jax is imported)
+
+import argparse  # noqa: E402
+
+import jax  # noqa: E402
+
+
+def kind_of(name, description=''):
+  """Coarse kind of an op from its name and describe() text."""
+  inner = description.split(' | ', 1)[1] if ' | ' in description else ''
+  if inner.startswith('dot'):
+    return 'dot'
+  if inner.startswith('convolution'):
+    return 'convolution'
+  for kind, pat in (('dot', r'^dot|gemm|matmul'), ('convolution', r'^convolution'),
+                    ('copy/transpose', r'copy|transpose|bitcast'),
+                    ('reduce', r'reduce'), ('fusion', r'fusion'), ('custom', r'custom')):
+    if re.search(pat, name):
+      return kind
+  return 'other'
+
+
+def describe(hlo, name):
+  """Result shape of HLO instruction `name` and, for a fusion, the dots and
+  convolutions inside it (shapes and dimension numbers), from the HLO text."""
+  m = re.search(r'^\s*(?:ROOT )?%?' + re.escape(name) + r' = (\S+) (\w[\w-]*)\((.*)$', hlo, re.M)
+  if not m:
+    return ''
+  out = f'{m.group(1)} {m.group(2)}'
+  calls = re.search(r'calls=%?([\w.\-]+)', m.group(3))
+  if calls:
+    body = re.search(r'^%?' + re.escape(calls.group(1)) + r' .*?\{\n(.*?)\n\}', hlo, re.M | re.S)
+    if body:
+      inner = re.findall(r'= (\S+) (dot|convolution)\(([^)]*)\)(.*)', body.group(1))
+      out += ' | ' + '; '.join(f'{k} {shape} {dims.strip()[:80]}' for shape, k, _, dims in inner)
+  return out
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__)
+  ap.add_argument('--shape', default='28x28x1', choices=list(bench_train.SHAPES))
+  ap.add_argument('--precision', default='float32', choices=list(bench_train.PRECISIONS))
+  ap.add_argument('--impl', default='', help='as bench_train.py --impl')
+  ap.add_argument('--batch', type=int, default=bench_train.BATCH)
+  ap.add_argument('--steps', type=int, default=3)
+  ap.add_argument('--top', type=int, default=25)
+  ap.add_argument('--stock-xla', action='store_true')
+  ap.add_argument('--stock-malloc', action='store_true')
+  args = ap.parse_args()
+  dtype, matmul_precision = bench_train.PRECISIONS[args.precision]
+  if matmul_precision:
+    jax.config.update('jax_default_matmul_precision', matmul_precision)
+  impls = tuple(tuple(kv.split('=')) for kv in args.impl.split(',') if kv)
+  size, channels = bench_train.SHAPES[args.shape]
+  train = bench_train.JaxTrain(size, channels, impls=impls, dtype=dtype, batch=args.batch)
+  train.run(2)
+  with tempfile.TemporaryDirectory() as d:
+    with jax.profiler.trace(d):
+      times = train.run(args.steps)
+    (path,) = glob.glob(os.path.join(d, '**', '*.trace.json.gz'), recursive=True)
+    trace = json.load(gzip.open(path))
+  per_op = collections.Counter()
+  for ev in trace['traceEvents']:
+    name = ev.get('name', '')
+    if ev.get('ph') != 'X' or 'Thunk' in name or name.startswith(('$', 'jit_', 'pmap_')):
+      continue
+    if not re.match(r'^[a-z_][\w.\-]*$', name):  # HLO instruction names only
+      continue
+    per_op[name] += ev['dur'] / 1e3 / args.steps  # us -> ms per step
+  hlo = train.step.as_text()
+  per_kind = collections.Counter()
+  for name, ms in per_op.items():
+    per_kind[kind_of(name, describe(hlo, name))] += ms
+  step_ms = 1e3 * min(times)
+  for name, ms in per_op.most_common(args.top):
+    print(f'{ms:8.1f} ms  {name:32s} {describe(hlo, name)}', file=sys.stderr)
+  print(json.dumps({'shape': args.shape, 'precision': args.precision, 'batch': args.batch,
+                    'step_ms': round(step_ms, 1), 'ops_ms': round(sum(per_op.values()), 1),
+                    'per_kind_ms': {k: round(v, 1) for k, v in per_kind.most_common()},
+                    'xla_flags': os.environ.get('XLA_FLAGS', ''), 'flops': train.flops}))
+
+
+if __name__ == '__main__':
+  main()
