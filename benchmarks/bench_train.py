@@ -104,6 +104,7 @@ LR = 2e-4
 BETA = 1.0
 SHAPES = {'28x28x1': (28, 1), '32x32x3': (32, 3)}
 TORCH_BENCH = '/work/shared/bench/bench_torch.py'
+TORCH_AUTOCAST_BENCH = os.path.join(_ROOT, 'benchmarks', 'torch_autocast_step.py')
 
 
 def log(*a):
@@ -222,9 +223,14 @@ class JaxVQ:
 # ----------------------------------------------------------------------------
 # PyTorch side.
 # ----------------------------------------------------------------------------
-def run_torch(python, threads):
-  """One bench_torch.py --quick run; returns its JSON dict (or raises RuntimeError)."""
-  cmd = [python, TORCH_BENCH, '--quick', '--only', 'vqvae,vq', '--threads', str(threads)]
+def run_torch(python, threads, precision='float32'):
+  """One bench_torch.py --quick run (float32), or for bfloat16 one
+  torch_autocast_step.py run (torch.autocast(bfloat16)); returns its JSON dict
+  (or raises RuntimeError)."""
+  if precision == 'bfloat16':
+    cmd = [python, TORCH_AUTOCAST_BENCH, '--threads', str(threads)]
+  else:
+    cmd = [python, TORCH_BENCH, '--quick', '--only', 'vqvae,vq', '--threads', str(threads)]
   p = subprocess.run(cmd, capture_output=True, text=True, check=False)
   lines = [ln for ln in p.stdout.splitlines() if ln.startswith('{')]
   if p.returncode != 0 or not lines:
@@ -313,7 +319,7 @@ def main():
     if use_torch:
       snap = CpuSnap()
       try:
-        res = run_torch(args.torch_python, args.threads)
+        res = run_torch(args.torch_python, args.threads, args.precision)
       except RuntimeError as e:
         torch_error = str(e)
         log('WARNING: PyTorch run failed:', torch_error)
@@ -323,7 +329,8 @@ def main():
       for s in shapes:
         torch_rounds[s].append(res['vqvae_train_imgs_per_s'][s])
         log(f'round {r + 1} torch {s}: {torch_rounds[s][-1]:6.1f} img/s')
-      torch_vq.append({k: res['vq_only_ms'][k] for k in ('fwd_bwd', 'assign')})
+      if res.get('vq_only_ms'):
+        torch_vq.append({k: res['vq_only_ms'][k] for k in ('fwd_bwd', 'assign')})
 
   def med(v):
     return round(statistics.median(v), 2) if v else None
@@ -342,6 +349,8 @@ def main():
     out['ratio_per_round'] = per_round
   else:
     out['ratio'] = None
+  out['torch_mode'] = ('torch.autocast(bfloat16) (benchmarks/torch_autocast_step.py)'
+                       if args.precision == 'bfloat16' else 'float32 (bench_torch.py)')
   out['compile_s'] = {s: round(trains[s].compile_s, 2) for s in shapes}
   device = jax.local_devices()[0]
   peak, fp32_peak = _peak(device, args.precision), _peak(device, 'float32')

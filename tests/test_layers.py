@@ -329,3 +329,18 @@ def test_batchnorm_pmean_matches_flax():
     out.append(jax.pmap(f, axis_name='i', in_axes=(None, 0, 0))(v, x, g))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                out[0], out[1])
+
+
+def test_bfloat16_assembly_moves_bits_exactly():
+  """The sub2 output assembly in bfloat16 (uint16 bits both ways) equals the
+  float32 one and its transpose exactly on bfloat16 values."""
+  rng = np.random.default_rng(3)
+  b, h, w, co = 2, 5, 3, 4
+  z = jnp.asarray(_bf16_round(rng, (b, h + 1, w + 1, 4 * co)))
+  g = jnp.asarray(_bf16_round(rng, (b, 2 * h, 2 * w, co)))
+  y_ref, vjp_ref = jax.vjp(lambda z: formulations._up_sub2_assemble(z, h, w, co), z)
+  y, vjp = jax.vjp(formulations._assemble_bf16, z.astype(jnp.bfloat16))
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(y.astype(jnp.float32)), np.asarray(y_ref))
+  (dz,), (dz_ref,) = vjp(g.astype(jnp.bfloat16)), vjp_ref(g)
+  np.testing.assert_array_equal(np.asarray(dz.astype(jnp.float32)), np.asarray(dz_ref))

@@ -42,7 +42,7 @@ def set_xla_flags(precision: str | None = None) -> None:
   backend. float32: YNNPACK fusions off (its float32 convolutions and dots are
   slower than XLA's default path on this model). bfloat16: XLA's default,
   which hands bfloat16 dots to YNNPACK (its only fast bfloat16 path; see
-  models.formulations.conv_valid_bf16). XLA_FLAGS naming the flag win."""
+  models.formulations.conv_bf16). XLA_FLAGS naming the flag win."""
   flags = os.environ.get('XLA_FLAGS', '')
   if precision != 'bfloat16' and 'xla_cpu_experimental_ynn_fusion_type' not in flags:
     os.environ['XLA_FLAGS'] = (flags + ' ' + YNN_OFF).strip()

@@ -18,6 +18,8 @@ bfloat16 and accumulate in float32 whatever the input dtype.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -291,12 +293,13 @@ def up_sub2_dotgrad(x, kernel, bias):
 # XLA:CPU has no bfloat16 convolution (it converts them to float32), and its
 # fast bfloat16 path, YNNPACK's dot, takes only the canonical [M, K] @ [K, N]
 # form with a float32 result: a transposed operand falls back to float32.
-# `conv_valid_bf16` therefore computes a stride-1 VALID convolution and both
-# its gradients as three canonical dots of bfloat16 operands (float32
+# `conv_bf16` therefore computes a stride-1 convolution and its three
+# gradients as canonical dots of bfloat16 operands (float32
 # accumulation and result):
 #   forward   y  = P . K                      P = patches(x)    [M, kh kw Ci]
 #   kernel    dK = (dy^T . P)^T               dy^T [Co, M] copied once (small)
 #   input     dx = patches(pad(dy)) . flip(K)^T
+#   bias      db = ones . dy
 # The patches are gathered as uint16 (the bfloat16 bits): XLA moves integers
 # as they are, bfloat16 it would widen to float32 first.
 # ----------------------------------------------------------------------------
@@ -321,25 +324,29 @@ def _dot_f32(a, b):
   return lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
 
-@jax.custom_vjp
-def conv_valid_bf16(xp, kernel, bias):
-  """VALID stride-1 convolution plus bias (NHWC x HWIO) in bfloat16 with
-  float32 accumulation: [B, Hp, Wp, Ci] x [kh, kw, Ci, Co] + [Co]
-  -> [B, Hp-kh+1, Wp-kw+1, Co] in xp's dtype."""
-  return _conv_valid_bf16_fwd(xp, kernel, bias)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def conv_bf16(x, kernel, bias, padding=((0, 0), (0, 0))):
+  """Stride-1 convolution plus bias (NHWC x HWIO), x zero-padded by
+  `padding` ((lo_h, hi_h), (lo_w, hi_w), each at most kernel size - 1), in
+  bfloat16 with float32 accumulation:
+  [B, H, W, Ci] x [kh, kw, Ci, Co] + [Co] -> [B, H', W', Co] in x's dtype."""
+  return _conv_bf16_fwd(x, kernel, bias, padding)[0]
 
 
-def _conv_valid_bf16_fwd(xp, kernel, bias):
-  b, hp, wp, ci = xp.shape
-  kh, kw, _, co = kernel.shape
-  p = _patches_bits(_bf16_bits(xp), kh, kw)
+def _conv_bf16_fwd(x, kernel, bias, padding):
+  (lh, hh), (lw, hw) = padding
+  kh, kw, ci, co = kernel.shape
+  p = _patches_bits(_pad_hw(_bf16_bits(x), lh, hh, lw, hw), kh, kw)
   y = _dot_f32(_from_bits(p), kernel.reshape(kh * kw * ci, co).astype(jnp.bfloat16))
   y = y + bias.astype(jnp.float32)
-  return y.reshape(b, hp - kh + 1, wp - kw + 1, co).astype(xp.dtype), (p, kernel, bias, xp)
+  b, h, w, _ = x.shape
+  y = y.reshape(b, h + lh + hh - kh + 1, w + lw + hw - kw + 1, co).astype(x.dtype)
+  return y, (p, kernel, bias, x)
 
 
-def _conv_valid_bf16_bwd(res, dy):
-  p, kernel, bias, xp = res
+def _conv_bf16_bwd(padding, res, dy):
+  (lh, hh), (lw, hw) = padding
+  p, kernel, bias, x = res
   kh, kw, ci, co = kernel.shape
   g = _bf16_bits(dy)
   g2 = _from_bits(g.reshape(-1, co))
@@ -351,31 +358,65 @@ def _conv_valid_bf16_bwd(res, dy):
   # which is then no longer canonical and falls back to float32.
   gt = _from_bits(g.reshape(g.shape[0], -1, co).transpose(2, 0, 1).reshape(co, -1))
   dk = _dot_f32(gt, _from_bits(p)).reshape(co, kh, kw, ci).transpose(1, 2, 3, 0)
-  gp = _pad_hw(g, kh - 1, kh - 1, kw - 1, kw - 1)
+  # dx[j] = sum_a dy[j + lo - a] K[a]: a VALID convolution of dy padded by
+  # (k - 1 - lo, k - 1 - hi) with the flipped kernel, on x's own grid.
+  gp = _pad_hw(g, kh - 1 - lh, kh - 1 - hh, kw - 1 - lw, kw - 1 - hw)
   kf = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2).reshape(kh * kw * co, ci)
   dx = _dot_f32(_from_bits(_patches_bits(gp, kh, kw)), kf.astype(jnp.bfloat16))
-  return dx.reshape(xp.shape).astype(xp.dtype), dk.astype(kernel.dtype), db.astype(bias.dtype)
+  return dx.reshape(x.shape).astype(x.dtype), dk.astype(kernel.dtype), db.astype(bias.dtype)
 
 
-conv_valid_bf16.defvjp(_conv_valid_bf16_fwd, _conv_valid_bf16_bwd)
+conv_bf16.defvjp(_conv_bf16_fwd, _conv_bf16_bwd)
 
 
 def conv3x3_im2col_bf16(x, kernel, bias):
-  """conv_valid_bf16 of the input padded by 1."""
-  return conv_valid_bf16(_pad_hw(x, 1, 1, 1, 1), kernel, bias)
+  """conv_bf16 with padding 1."""
+  return conv_bf16(x, kernel, bias, ((1, 1), (1, 1)))
 
 
 def down_s2d_bf16(x, kernel, bias):
-  """Space-to-depth, then conv_valid_bf16 with the 2x2 kernel."""
+  """Space-to-depth, then conv_bf16 with the 2x2 kernel."""
   s, _, _ = _down_prepare(x)
-  return conv_valid_bf16(s, _down_kernel(kernel), bias)
+  return conv_bf16(s, _down_kernel(kernel), bias)
+
+
+@jax.custom_vjp
+def _assemble_bf16(z):
+  """_up_sub2_assemble of a bfloat16 z, both ways as uint16 bits (pure data
+  movement: exact, and no widening to float32)."""
+  return _from_bits(_assemble_bits(_bf16_bits(z)))
+
+
+def _assemble_bits(z):
+  b, hp, wp, _ = z.shape
+  return _up_sub2_assemble(z, hp - 1, wp - 1, z.shape[-1] // 4)
+
+
+def _assemble_bf16_fwd(z):
+  return _assemble_bf16(z), z.shape
+
+
+def _assemble_bf16_bwd(shape, dy):
+  """dz[m + r, n + s, (r, s)] = dy[2m + r, 2n + s]; zero where no output reads z."""
+  b, hp, wp, c4 = shape
+  h, w, co = hp - 1, wp - 1, c4 // 4
+  g = _bf16_bits(dy).reshape(b, h, 2, w, 2, co)
+  phases = [_pad_hw(g[:, :, r, :, s], r, 1 - r, s, 1 - s) for r in (0, 1) for s in (0, 1)]
+  dz = jnp.stack(phases, axis=3).reshape(shape)  # channels (r, s, o)
+  return (_from_bits(dz).astype(dy.dtype),)
+
+
+_assemble_bf16.defvjp(_assemble_bf16_fwd, _assemble_bf16_bwd)
 
 
 def up_sub2_bf16(x, kernel, bias):
-  """up_sub2_conv with conv_valid_bf16; the bias, added to every phase of z
-  (each output takes exactly one z value), has the same gradient."""
+  """up_sub2_conv with conv_bf16 (in bfloat16: z is rounded to bfloat16
+  before the assembly, as the output would be). The bias, added to every
+  phase of z (each output takes exactly one z value), has the same gradient."""
+  z = conv_bf16(x, _up_sub2_kernel(kernel), jnp.tile(bias, 4), ((1, 1), (1, 1)))
+  if z.dtype == jnp.bfloat16:
+    return _assemble_bf16(z)
   _, h, w, _ = x.shape
-  z = conv_valid_bf16(_pad_hw(x, 1, 1, 1, 1), _up_sub2_kernel(kernel), jnp.tile(bias, 4))
   return _up_sub2_assemble(z, h, w, kernel.shape[-1])
 
 
@@ -385,8 +426,8 @@ def conv1x1(x, kernel, bias):
 
 
 def conv1x1_matmul_bf16(x, kernel, bias):
-  """conv1x1 as conv_valid_bf16 (its patches are the input itself)."""
-  return conv_valid_bf16(x, kernel, bias)
+  """conv1x1 as conv_bf16 (its patches are the input itself)."""
+  return conv_bf16(x, kernel, bias)
 
 
 DOWN_IMPLS = {
