@@ -66,3 +66,26 @@ def test_precision_flag_sets_the_config(spec):
   with pytest.raises(SystemExit) as e:  # argparse: usage message, exit code 2
     parser.parse_args(['--precision', 'float16'])
   assert e.value.code == 2
+
+
+@pytest.mark.parametrize('argv,precision,ynn_off', [
+    ([], None, True), (['--precision', 'float32'], 'float32', True),
+    (['--precision', 'bfloat16'], 'bfloat16', False),
+    (['--set', 'precision=bfloat16'], 'bfloat16', False),
+    (['--precision', 'bfloat16', '--set', "precision='float32'"], 'float32', True)])
+def test_xla_flags_follow_the_precision(monkeypatch, argv, precision, ynn_off):
+  """float32 turns XLA's YNNPACK fusions off; bfloat16 keeps them (its fast
+  bfloat16 dots); a flag the user set in XLA_FLAGS is left alone."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  from vqvae_jax.cli import flags  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  flags.add_common_flags(parser)
+  args = parser.parse_args(argv)
+  assert flags.precision_of(args) == precision
+  monkeypatch.setenv('XLA_FLAGS', '--xla_foo=1')
+  flags.set_xla_flags(flags.precision_of(args))
+  assert (flags.YNN_OFF in os.environ['XLA_FLAGS']) == ynn_off
+  assert os.environ['XLA_FLAGS'].startswith('--xla_foo=1')
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=individual_dot')
+  flags.set_xla_flags(precision)
+  assert os.environ['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type=individual_dot'

@@ -355,8 +355,9 @@ def _conv_bf16_bwd(padding, res, dy):
   db = _dot_f32(jnp.ones((1, g2.shape[0]), jnp.bfloat16), g2)[0]
   # [Co, M], one copy of the small operand. Transposed as [B, Ho Wo, Co] ->
   # [Co, B, Ho Wo]: a plain 2-D transpose XLA would fold back into the dot,
-  # which is then no longer canonical and falls back to float32.
-  gt = _from_bits(g.reshape(g.shape[0], -1, co).transpose(2, 0, 1).reshape(co, -1))
+  # which is then no longer canonical and falls back to float32. (XLA
+  # transposes bfloat16 ~5x faster than uint16; it gathers uint16 faster.)
+  gt = g2.reshape(g.shape[0], -1, co).transpose(2, 0, 1).reshape(co, -1)
   dk = _dot_f32(gt, _from_bits(p)).reshape(co, kh, kw, ci).transpose(1, 2, 3, 0)
   # dx[j] = sum_a dy[j + lo - a] K[a]: a VALID convolution of dy padded by
   # (k - 1 - lo, k - 1 - hi) with the flipped kernel, on x's own grid.
