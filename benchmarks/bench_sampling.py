@@ -226,7 +226,7 @@ def main():
         'ratio': {k: jax_rate[k] / ref_rate[k] if ref_rate[k] else None for k in jax_rate},
         'compile_s': train.compile_s}
   out['runs'] = {k: v for k, v in runs.items() if v}
-  out.update({'reference': torch_info, 'jax': jax.__version__,
+  out.update({'reference': torch_info, 'jax': jax.__version__, 'date': time.strftime('%Y-%m-%d'),
               'backend': jax.default_backend(), 'device': _device(),
               'malloc_tuned': bool(MALLOC_TUNED), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
               'python': platform.python_version(), **cpu_info(),

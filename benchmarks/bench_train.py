@@ -377,6 +377,7 @@ def main():
   out['xla_flags'] = os.environ.get('XLA_FLAGS', '')
   out['malloc_tuned'] = bool(MALLOC_TUNED)
   out['jax'] = jax.__version__
+  out['date'] = time.strftime('%Y-%m-%d')
   out['python'] = platform.python_version()
   out.update(cpu_info())
   out['cpus'] = os.cpu_count()
