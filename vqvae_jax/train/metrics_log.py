@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import jax
 
@@ -29,10 +30,11 @@ class MetricsWriter:
       return
     row = {'step': int(step), 'split': split}
     row.update({k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in metrics.items()})
+    row['time'] = round(time.time(), 3)  # wall clock: benchmarks/epoch_time.py
     with open(self.path, 'a') as f:
       f.write(json.dumps(row) + '\n')
     for k, v in row.items():
-      if k not in ('step', 'split') and isinstance(v, (int, float)):
+      if k not in ('step', 'split', 'time') and isinstance(v, (int, float)):
         self._tb.add_scalar(f'{split}/{k}', v, step)
 
   def close(self) -> None:

@@ -1,0 +1,64 @@
+"""The benchmark readers behind README numbers: epoch_time.py and speed_table.py."""
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+import epoch_time  # noqa: E402
+import speed_table  # noqa: E402
+
+
+def _run(tmp_path, rows, **config):
+  (tmp_path / 'config.json').write_text(json.dumps(dict(dataset='d', batch_size=4, log_every=10,
+                                                         **config)))
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  return str(tmp_path)
+
+
+def test_epoch_time_measures_the_overhead_of_whole_epochs(tmp_path):
+  """Steps of 0.1 s, epochs of 100 steps; epoch 2 also pays 2 s (evaluation,
+  checkpoint, grids) and a checkpoint interval of 1 s, which the step time
+  must not include."""
+  rows, t = [], 1000.0
+  for step in range(10, 301, 10):
+    t += 1.0 + (1.0 if step == 160 else 0.0)  # ckpt_every=50: the save inside (150, 160]
+    rows.append({'step': step, 'split': 'train', 'time': t})
+    if step % 100 == 0:
+      t += 2.0 if step == 200 else 0.5
+      rows.append({'step': step, 'split': 'valid', 'epoch': step // 100, 'time': t})
+  out = epoch_time.analyse(_run(tmp_path, rows, ckpt_every=50))
+  assert out['step_s_median'] == pytest.approx(0.1)
+  e2, e3 = out['epochs']
+  assert (e2['epoch'], e2['steps'], e2['steps_x_step_s']) == (2, 100, 10.0)
+  assert e2['wall_s'] == pytest.approx(10.0 + 1.0 + 2.0)  # steps + checkpoint + epoch end
+  assert e2['overhead'] == pytest.approx(0.3)
+  assert e3['overhead'] == pytest.approx(0.05)
+  assert out['max_overhead'] == pytest.approx(0.3)
+
+
+def test_epoch_time_refuses_runs_without_times(tmp_path):
+  with pytest.raises(SystemExit, match='no wall-clock'):
+    epoch_time.analyse(_run(tmp_path, [{'step': 10, 'split': 'train'}]))
+
+
+def test_speed_table_rows_come_from_the_json(tmp_path):
+  common = {'jax': '0.10.2', 'rounds': 3, 'cpu': 'Some CPU', 'cores': 2, 'avx2': True,
+            'avx512': False, 'amx': False, 'date': '2026-12-03',
+            'other_procs_cpu_frac': {'jax_rounds': [0.01, 0.002], 'torch_rounds': [0.03]}}
+  (tmp_path / 'bench_train_x.json').write_text(json.dumps(dict(
+      common, precision='float32', jax_imgs_per_s={'28x28x1': 150.0, '32x32x3': 110.0},
+      torch_imgs_per_s={'28x28x1': 100.0, '32x32x3': 100.0},
+      ratio={'28x28x1': 1.5, '32x32x3': 1.1})))
+  (tmp_path / 'bench_sampling_x.json').write_text(json.dumps(dict(
+      common, jax_fast_s=0.3, torch_s=6.0, speedup_fast_vs_torch=20.0,
+      prior_train_imgs_per_s={'jax': {'7x7': 10.0, '8x8': 9.0}, 'torch': {'7x7': 5.0, '8x8': 9.0},
+                              'ratio': {'7x7': 2.0, '8x8': 1.0}})))
+  text = speed_table.table(str(tmp_path))
+  assert '| Some CPU (2 cores, avx2) | float32 (PyTorch float32) | 150.0 vs 100.0 = **1.50×** |' \
+      in text
+  assert '110.0 vs 100.0 = **1.10×** | 3 | 3.0% | JAX 0.10.2, 2026-12-03 |' in text
+  assert '0.30 s vs 6.00 s = **20.0× faster** | 10.0 vs 5.0 = **2.00×** | 9.0 vs 9.0 = **1.00×**' \
+      in text
