@@ -3,11 +3,12 @@
     python benchmarks/epoch_time.py runs/fmnist-cpu [more run folders] > epochs.json
 
 Every row of metrics.jsonl carries its wall-clock `time` (written by
-train.metrics_log). For each complete epoch after the first (the first pays
-for compilation): its wall time, from the previous epoch's `valid` row to its
-own (so it holds the steps, the data pipeline and augmentation, the train-row
-logging, the intermediate checkpoints, the epoch-end evaluation, and the
-previous epoch's checkpoint and image grids); the step time, the median over
+train.metrics_log). For each epoch that ends in a `valid` row: its wall
+time, from the previous epoch's `valid` row to its own (so it holds the steps,
+the data pipeline and augmentation, the train-row logging, the intermediate
+checkpoints, the epoch-end evaluation, and the previous epoch's checkpoint
+and image grids); for the first epoch, from its first train row on (the steps
+before that one pay for compilation); the step time, the median over
 the logging intervals that hold training steps only; and the overhead,
 wall / (steps x step time) - 1. Prints one JSON line per run.
 """
@@ -43,10 +44,12 @@ def analyse(folder: str) -> dict:
     raise SystemExit(f'{folder}: no clean logging interval to time a step')
   step_s = statistics.median(per_step)
   epochs = []
-  for prev, cur in zip(valid, valid[1:]):
+  starts = [r for r in train if r['step'] < valid[0]['step']][:1] if valid else []
+  for prev, cur in zip(starts + valid, valid):
     steps = cur['step'] - prev['step']
     wall = cur['time'] - prev['time']
-    epochs.append({'epoch': cur.get('epoch'), 'steps': steps, 'wall_s': round(wall, 2),
+    epochs.append({'epoch': cur.get('epoch'), 'from_step': prev['step'], 'steps': steps,
+                   'wall_s': round(wall, 2),
                    'steps_x_step_s': round(steps * step_s, 2),
                    'overhead': round(wall / (steps * step_s) - 1, 4)})
   return {'run': folder, 'dataset': config.get('dataset'), 'batch_size': config.get('batch_size'),

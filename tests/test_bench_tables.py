@@ -31,7 +31,9 @@ def test_epoch_time_measures_the_overhead_of_whole_epochs(tmp_path):
       rows.append({'step': step, 'split': 'valid', 'epoch': step // 100, 'time': t})
   out = epoch_time.analyse(_run(tmp_path, rows, ckpt_every=50))
   assert out['step_s_median'] == pytest.approx(0.1)
-  e2, e3 = out['epochs']
+  e1, e2, e3 = out['epochs']
+  assert (e1['from_step'], e1['steps']) == (10, 90)  # from the first logged step
+  assert e1['overhead'] == pytest.approx(0.5 / 9, abs=1e-4)  # its 0.5 s evaluation
   assert (e2['epoch'], e2['steps'], e2['steps_x_step_s']) == (2, 100, 10.0)
   assert e2['wall_s'] == pytest.approx(10.0 + 1.0 + 2.0)  # steps + checkpoint + epoch end
   assert e2['overhead'] == pytest.approx(0.3)
