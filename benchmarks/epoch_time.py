@@ -48,8 +48,16 @@ def analyse(folder: str) -> dict:
   for prev, cur in zip(starts + valid, valid):
     steps = cur['step'] - prev['step']
     wall = cur['time'] - prev['time']
+    # The loop logs the seconds it spent outside steps in the next train row
+    # (train.loop: evaluation, checkpoint writes, epoch-end hooks such as the
+    # image grids): checkpoints and hooks inside this window, and this epoch's
+    # evaluation in the first row after it.
+    inside = [r for r in train if prev['step'] < r['step'] <= cur['step']]
+    after = [r for r in train if r['step'] > cur['step']][:1]
+    parts = {k: round(sum(r.get(k, 0.0) for r in inside), 2) for k in ('checkpoint_s', 'hooks_s')}
+    parts['evaluate_s'] = round(after[0].get('evaluate_s', 0.0), 2) if after else None
     epochs.append({'epoch': cur.get('epoch'), 'from_step': prev['step'], 'steps': steps,
-                   'wall_s': round(wall, 2),
+                   'wall_s': round(wall, 2), 'outside_steps': parts,
                    'steps_x_step_s': round(steps * step_s, 2),
                    'overhead': round(wall / (steps * step_s) - 1, 4)})
   return {'run': folder, 'dataset': config.get('dataset'), 'batch_size': config.get('batch_size'),

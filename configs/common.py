@@ -13,7 +13,7 @@ import ml_collections
 # what was measured with them.
 CPU_HIDDEN = 128
 CPU_BATCH = 32  # screened: benchmarks/results/recipes.jsonl
-CPU_MAX_STEPS = 8000  # the 60-min two-stage budget (batch 32; 9000 took 63.1 min on an EPYC); pretrained/fashion-mnist: 6000 at batch 128
+CPU_MAX_STEPS = 8000  # the 60-min two-stage budget (batch 32; 9000 took 63.1 min on an EPYC)
 CPU_LR = 7e-4
 CPU_SCHEDULE = 'cosine'
 CPU_WARMUP_STEPS = 300

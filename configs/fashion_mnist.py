@@ -13,15 +13,17 @@ Variants:
           measured.
   :paper  pytorch-vqvae's recipe exactly (codebook loss, U(-1/K, 1/K) init, beta 1,
           Adam 2e-4 constant, no restarts, hidden 256, batch 128).
-  :cpu    the 2-core CPU budget (configs/common.py CPU_*: hidden 128, batch 32, 9000
+  :cpu    the 2-core CPU budget (configs/common.py CPU_*: hidden 128, batch 32, 8000
           steps, cosine lr 7e-4 after a 300-step warm-up; batch 32 chosen by the screen
-          in benchmarks/README.md). Measured with configs/prior.py:cpu (2-core AMD EPYC,
-          no accelerator, 2026-12-02; benchmarks/results/cpu-budget/): test PSNR 24.32
-          dB, SSIM 0.855, 512/512 codes used, 43.7 min + prior 19.3 min = 63.1 min
-          (over the 60-min budget by 3.1 min, 5-7% of the CPU taken by other jobs).
-          pretrained/fashion-mnist is the older `:cpu --batch-size 128 --max-steps
-          6000` (test PSNR 24.18 dB; Intel Xeon).
-          Quick start: `:cpu --max-steps 2400`, about 11 min, test PSNR 22.76 dB.
+          in benchmarks/README.md). Measured with configs/prior.py:cpu by
+          `ROOT=runs/budget8k OUT=benchmarks/results/cpu-budget PRETRAINED=pretrained
+          bash benchmarks/run_results.sh fashion-mnist` (2-core Intel Xeon with AMX, no
+          accelerator, 2026-12-03; benchmarks/results/cpu-budget/): test PSNR 24.20 dB,
+          SSIM 0.855, 512/512 codes used, 11.4 min + prior 5.8 min = 17.2 min. On a
+          2-core AMD EPYC 9000 steps took 43.7 + 19.3 = 63.1 min (test PSNR 24.32 dB),
+          so 8000 steps there is ~58 min (extrapolated). pretrained/fashion-mnist is
+          this run.
+          Quick start: `:cpu --max-steps 2400`, about 11 min on the EPYC, test PSNR 22.76 dB.
   :tiny   seconds-long, for tests.
 """
 from configs import common

@@ -9,18 +9,18 @@ Variants:
          lr after a warm-up), with a `configs/<dataset>.py:cpu` VQ-VAE:
              python train_prior.py --config configs/prior.py:cpu --model runs/fmnist-cpu \
                  --output-folder runs/fmnist-cpu-prior
-         Measured on the fashion_mnist.py:cpu VQ-VAE (2-core AMD EPYC, 2026-12-02,
-         benchmarks/results/cpu-budget/): 600 steps in 19.3 min, test NLL 3.745
-         bits/code against a unigram entropy of 8.48, class consistency 84.0%
-         (classifier: 89.0% on real test images). pretrained/fashion-mnist-prior is
-         `--max-steps 1200` (3.30 bits/code, 86.1%).
+         Measured on the fashion_mnist.py:cpu VQ-VAE (2-core Intel Xeon with AMX,
+         2026-12-03, benchmarks/results/cpu-budget/): 600 steps in 5.8 min, test NLL
+         3.62 bits/code against a unigram entropy of 8.45, class consistency 82.5%
+         (classifier: 89.2% on real test images); on a 2-core AMD EPYC the same 600
+         steps took 19.3 min. pretrained/fashion-mnist-prior is this run.
   :cpu_atari  :cpu for Atari Boxing's 21x21 grids (9x the cost of a 7x7 grid a step):
          CPU_ATARI_STEPS steps at batch CPU_ATARI_BATCH.
   :tiny  a seconds-long CPU variant for tests.
 """
 import ml_collections
 
-CPU_MAX_STEPS = 600  # the 60-min two-stage budget; pretrained/fashion-mnist-prior: 1200
+CPU_MAX_STEPS = 600  # the 60-min two-stage budget (pretrained/fashion-mnist-prior too)
 CPU_LR = 1e-3
 CPU_WARMUP_STEPS = 100
 CPU_FINAL_LR_FRACTION = 0.05

@@ -25,7 +25,12 @@ def test_epoch_time_measures_the_overhead_of_whole_epochs(tmp_path):
   rows, t = [], 1000.0
   for step in range(10, 301, 10):
     t += 1.0 + (1.0 if step == 160 else 0.0)  # ckpt_every=50: the save inside (150, 160]
-    rows.append({'step': step, 'split': 'train', 'time': t})
+    row = {'step': step, 'split': 'train', 'time': t}
+    if step == 160:
+      row['checkpoint_s'] = 1.0
+    if step == 210:  # the loop logs epoch 2's evaluation in the next train row
+      row['evaluate_s'] = 1.5
+    rows.append(row)
     if step % 100 == 0:
       t += 2.0 if step == 200 else 0.5
       rows.append({'step': step, 'split': 'valid', 'epoch': step // 100, 'time': t})
@@ -37,6 +42,7 @@ def test_epoch_time_measures_the_overhead_of_whole_epochs(tmp_path):
   assert (e2['epoch'], e2['steps'], e2['steps_x_step_s']) == (2, 100, 10.0)
   assert e2['wall_s'] == pytest.approx(10.0 + 1.0 + 2.0)  # steps + checkpoint + epoch end
   assert e2['overhead'] == pytest.approx(0.3)
+  assert e2['outside_steps'] == {'checkpoint_s': 1.0, 'hooks_s': 0.0, 'evaluate_s': 1.5}
   assert e3['overhead'] == pytest.approx(0.05)
   assert out['max_overhead'] == pytest.approx(0.3)
 

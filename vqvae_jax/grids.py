@@ -1,6 +1,7 @@
 """Image grids written as PNG files: reconstructions, labelled rows of samples."""
 from __future__ import annotations
 
+import functools
 import io
 
 import jax
@@ -37,9 +38,15 @@ def label_rows(grid: np.ndarray, labels, row_height: int, margin: int = 110) -> 
   return np.asarray(canvas)
 
 
+@functools.lru_cache(maxsize=8)
+def _reconstruct_fn(model):
+  """One jitted reconstruction per model (compiled once, not at every epoch's grid)."""
+  return jax.jit(lambda v, x: model.apply(v, to_float(x)).x_tilde)
+
+
 def reconstruction_grid(model, variables, images_u8) -> np.ndarray:
   """Originals (top half) over reconstructions (bottom half): uint8 grid image."""
-  recon = jax.jit(lambda v, x: model.apply(v, to_float(x)).x_tilde)(variables, images_u8)
+  recon = _reconstruct_fn(model)(variables, images_u8)
   both = np.concatenate([np.asarray(images_u8), to_uint8(recon)])
   return make_grid(both, ncol=max(1, len(images_u8) // 4))
 

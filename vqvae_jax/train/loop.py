@@ -53,12 +53,15 @@ class Task:
   augment: optional (images [B', ...] of this host, *, epoch, step, first_index)
     -> images: training batches only, keyed by the global step and the position
     of this host's slice in the global batch (`data.augment`).
+  warm_up: optional (replicated state) -> None, run once before the first step:
+    compiles what `evaluate` runs, so that no epoch pays for it.
   """
   step_fn: Callable
   summarize: Callable[[dict, int], dict]
   evaluate: Callable[[Any], dict]
   on_epoch_end: Optional[Callable[[Any, int, int], None]] = None
   augment: Optional[Callable[..., Any]] = None
+  warm_up: Optional[Callable[[Any], None]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +130,16 @@ def eval_sums(rstate, ds, batch_size: int, p_eval) -> dict:
     sums = p_eval(rstate, *batch)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return unreplicate(totals)
+
+
+def warm_up_eval(rstate, ds, batch_size: int, p_eval) -> None:
+  """Runs `p_eval` as `eval_sums` does on the first batch of `ds` and drops the
+  result: compiles the validation step before training (a `Task.warm_up`)."""
+  batches = data.prefetch_to_device(data.eval_batches(
+      ds, batch_size, process_index=jax.process_index(), process_count=jax.process_count()))
+  batch = next(iter(batches), None)
+  if batch is not None:
+    jax.block_until_ready(p_eval(rstate, *batch))
 
 
 def _all_finite(tree) -> bool:
@@ -243,6 +256,8 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
              dynamic_ncols=True, desc='train')
   last = {'sums': jax.tree.map(np.asarray, epoch_sums), 'step': step, 'time': time.time()}
   valid = None
+  if task.warm_up is not None and step < total:
+    task.warm_up(rstate)
   try:
     with _StopRequest() as stop:
       while step < total and not stop.requested:
@@ -262,7 +277,9 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
           if step == end or stop.requested:
             break
           if step % config.ckpt_every == 0:
+            t0 = time.time()
             save(rstate, unreplicate(rsums))
+            last['checkpoint_s'] = last.get('checkpoint_s', 0.0) + time.time() - t0
         if step < end:  # stopped by a signal: keep the partial epoch's sums
           save(rstate, unreplicate(rsums))
           continue
@@ -271,7 +288,9 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
         if epoch_done:
           epoch_metrics = task.summarize(unreplicate(rsums), spe)
           writer.write(step, 'train_epoch', dict(epoch_metrics, epoch=epoch + 1))
+        t0 = time.time()
         valid = task.evaluate(rstate)
+        last['evaluate_s'] = last.get('evaluate_s', 0.0) + time.time() - t0
         writer.write(step, 'valid', dict(valid, epoch=step / spe))
         if pi == 0:
           bar.write(f'step {step} (epoch {step / spe:.2f}): ' + ', '.join(
@@ -280,9 +299,13 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
         if epoch_done:
           rsums = replicate(zero_sums, devices)
           last['sums'] = zero_sums
+        t0 = time.time()
         save(rstate, sums, valid)
+        last['checkpoint_s'] = last.get('checkpoint_s', 0.0) + time.time() - t0
+        t0 = time.time()
         if task.on_epoch_end is not None and pi == 0:
           task.on_epoch_end(rstate, epoch, step)
+        last['hooks_s'] = last.get('hooks_s', 0.0) + time.time() - t0
   finally:
     bar.close()
     ckpt.wait()
@@ -316,6 +339,10 @@ def _log_interval(task, writer, bar, last, rsums, step, batch_size):
   metrics = task.summarize(delta, n)
   now = time.time()
   metrics['img_per_s'] = n * batch_size / max(now - last['time'], 1e-9)
+  # Seconds of this interval spent outside the steps (benchmarks/epoch_time.py).
+  for key in ('evaluate_s', 'checkpoint_s', 'hooks_s'):
+    if key in last:
+      metrics[key] = last.pop(key)
   if not np.isfinite(metrics.get('loss', 0.0)):
     raise TrainingDiverged(
         f'the training loss became non-finite ({metrics["loss"]}) by step {step}; '

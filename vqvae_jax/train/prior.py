@@ -26,7 +26,7 @@ from vqvae_jax.models.prior import GatedPixelCNN, bits_per_dim, cross_entropy, n
 from vqvae_jax.models.vqvae import VQVAE, to_float
 from vqvae_jax.states import create_prior_state
 from vqvae_jax.train.loop import (AXIS, Task, eval_sums, find_resume, fit, replicate,
-                                  total_steps, unreplicate)
+                                  total_steps, unreplicate, warm_up_eval)
 
 PRIOR_KEYS = ('hidden_size_prior', 'num_layers', 'seed')
 
@@ -160,7 +160,8 @@ def train_prior(config, workdir: str, vqvae=None) -> dict:
   task = Task(step_fn=functools.partial(prior_train_step, model=model), summarize=summarize,
               evaluate=lambda rs: evaluate(rs, codes['valid'], config.eval_batch_size, p_eval,
                                            image_shape),
-              on_epoch_end=on_epoch_end)
+              on_epoch_end=on_epoch_end,
+              warm_up=lambda rs: warm_up_eval(rs, codes['valid'], config.eval_batch_size, p_eval))
   meta = {'kind': 'prior', 'config': dict(config.to_dict(), model=os.path.abspath(config.model)),
           'class_names': list(class_names), 'grid': list(grid), 'k': vq_config.k,
           'image_shape': list(image_shape),

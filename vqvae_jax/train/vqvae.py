@@ -26,7 +26,8 @@ from vqvae_jax.models.vqvae import VQVAE, to_float
 from vqvae_jax.states import TrainState, create_train_state
 from vqvae_jax.train import codebook as codebook_lib
 from vqvae_jax.train.codebook import CodebookOptions
-from vqvae_jax.train.loop import AXIS, Task, eval_sums, find_resume, fit, total_steps, unreplicate
+from vqvae_jax.train.loop import (AXIS, Task, eval_sums, find_resume, fit, total_steps,
+                                  unreplicate, warm_up_eval)
 
 # Config keys a checkpoint must agree on to be resumed or used.
 MODEL_KEYS = ('dataset', 'image_size', 'channels', 'hidden_size', 'k', 'seed', 'codebook')
@@ -176,11 +177,19 @@ def train_vqvae(config, workdir: str) -> dict:
         eval_model, {'params': host.params, 'batch_stats': host.batch_stats}, recon_images)
     grids.save_png(grid, os.path.join(workdir, 'reconstructions', f'epoch_{epoch + 1:03d}.png'))
 
+  def warm_up(rstate):  # compile validation and the grid before the first epoch
+    warm_up_eval(rstate, valid_ds, config.eval_batch_size,
+                 lambda rs, images, labels, mask: p_eval(rs, images, mask))
+    if jax.process_index() == 0:
+      host = unreplicate(rstate)
+      grids.reconstruction_grid(eval_model, {'params': host.params,
+                                             'batch_stats': host.batch_stats}, recon_images)
+
   task = Task(step_fn=functools.partial(train_step, model=model, beta=config.beta,
                                        codebook=CodebookOptions.from_config(config)),
               summarize=summarize,
               evaluate=lambda rs: evaluate(rs, valid_ds, config.eval_batch_size, p_eval),
-              on_epoch_end=on_epoch_end,
+              on_epoch_end=on_epoch_end, warm_up=warm_up,
               augment=(functools.partial(data.augment, seed=config.seed)
                        if config.get('augment', False) else None))
   meta = {'kind': 'vqvae', 'config': config.to_dict(), 'class_names': list(train_ds.class_names),
