@@ -16,11 +16,10 @@ a 7x7 one). Both stages:
     python train_prior.py --config configs/prior.py:cpu_atari --model runs/boxing-cpu \
         --output-folder runs/boxing-cpu-prior
 or `bash benchmarks/run_results.sh atari-boxing`. Measured (2-core Intel Xeon with
-AMX, no accelerator, 2026-12-02; benchmarks/results/cpu-recipes/atari-boxing.*.json):
-VQ-VAE test PSNR 32.73 dB, SSIM 0.959, 512/512 codes used, 73.8 min with about half
-the CPU taken by other jobs (quiet: not measured). Its prior (600 steps, 49.0 min under
-the same load): 0.270 bits per code on the test grids against a unigram entropy of 8.16;
-unconditional samples in benchmarks/results/cpu-recipes/atari-boxing-samples.png.
+AMX, no accelerator, quiet, 2026-12-03; benchmarks/results/cpu-recipes/atari-boxing.*.json):
+VQ-VAE 20.7 min + prior 20.3 min = 40.9 min; test PSNR 32.73 dB, SSIM 0.959, 512/512
+codes used; the prior codes the test grids at 0.270 bits per code against a unigram
+entropy of 8.16; unconditional samples in benchmarks/results/cpu-recipes/atari-boxing-samples.png.
 `:tiny` a seconds-long CPU variant.
 """
 from configs import common
