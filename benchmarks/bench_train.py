@@ -64,19 +64,21 @@ sys.path.insert(0, _ROOT)
 from vqvae_jax.cli import flags as _flags  # noqa: E402
 
 
-def _argv_value(name, default=None):
-  argv = sys.argv[1:]
-  for i, a in enumerate(argv):
-    if a == name and i + 1 < len(argv):
-      return argv[i + 1]
-    if a.startswith(name + '='):
-      return a.split('=', 1)[1]
-  return default
+def _early_args():
+  """--precision, --stock-xla and --stock-malloc, read before JAX starts (the
+  full parser below needs JAX-dependent tables)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(add_help=False)
+  p.add_argument('--precision')
+  p.add_argument('--stock-xla', action='store_true')
+  p.add_argument('--stock-malloc', action='store_true')
+  return p.parse_known_args()[0]
 
 
-if '--stock-xla' not in sys.argv[1:]:
-  _flags.set_xla_flags(_argv_value('--precision'))
-MALLOC_TUNED = '--stock-malloc' not in sys.argv[1:] and _flags.tune_malloc()
+_EARLY = _early_args()
+if not _EARLY.stock_xla:
+  _flags.set_xla_flags(_EARLY.precision)
+MALLOC_TUNED = not _EARLY.stock_malloc and _flags.tune_malloc()
 
 import argparse  # noqa: E402
 import functools  # noqa: E402

@@ -72,7 +72,7 @@ def test_precision_flag_sets_the_config(spec):
     ([], None, True), (['--precision', 'float32'], 'float32', True),
     (['--precision', 'bfloat16'], 'bfloat16', False),
     (['--set', 'precision=bfloat16'], 'bfloat16', False),
-    (['--precision', 'bfloat16', '--set', "precision='float32'"], 'float32', True)])
+    (['--precision', 'bfloat16', '--set', 'precision=float32'], 'float32', True)])
 def test_xla_flags_follow_the_precision(monkeypatch, argv, precision, ynn_off):
   """float32 turns XLA's YNNPACK fusions off; bfloat16 keeps them (its fast
   bfloat16 dots); a flag the user set in XLA_FLAGS is left alone."""

@@ -52,10 +52,10 @@ def precision_of(args) -> str | None:
   """The precision a command line asks for (--precision, or --set precision=...)
   before the config is loaded (None: the config's)."""
   value = getattr(args, 'precision', None)
-  for item in getattr(args, 'set', None) or ():
+  for item in getattr(args, 'set', None) or ():  # as config_files.apply_overrides reads them
     key, _, v = item.partition('=')
     if key.strip() == 'precision':
-      value = v.strip().strip('\'"')
+      value = v.strip()
   return value
 
 

@@ -385,12 +385,8 @@ def down_s2d_bf16(x, kernel, bias):
 def _assemble_bf16(z):
   """_up_sub2_assemble of a bfloat16 z, both ways as uint16 bits (pure data
   movement: exact, and no widening to float32)."""
-  return _from_bits(_assemble_bits(_bf16_bits(z)))
-
-
-def _assemble_bits(z):
-  b, hp, wp, _ = z.shape
-  return _up_sub2_assemble(z, hp - 1, wp - 1, z.shape[-1] // 4)
+  _, hp, wp, c4 = z.shape
+  return _from_bits(_up_sub2_assemble(_bf16_bits(z), hp - 1, wp - 1, c4 // 4))
 
 
 def _assemble_bf16_fwd(z):

@@ -13,6 +13,7 @@ so a run killed at any point ends with the parameters of an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -277,9 +278,8 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
           if step == end or stop.requested:
             break
           if step % config.ckpt_every == 0:
-            t0 = time.time()
-            save(rstate, unreplicate(rsums))
-            last['checkpoint_s'] = last.get('checkpoint_s', 0.0) + time.time() - t0
+            with _outside_steps(last, 'checkpoint_s'):
+              save(rstate, unreplicate(rsums))
         if step < end:  # stopped by a signal: keep the partial epoch's sums
           save(rstate, unreplicate(rsums))
           continue
@@ -288,9 +288,8 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
         if epoch_done:
           epoch_metrics = task.summarize(unreplicate(rsums), spe)
           writer.write(step, 'train_epoch', dict(epoch_metrics, epoch=epoch + 1))
-        t0 = time.time()
-        valid = task.evaluate(rstate)
-        last['evaluate_s'] = last.get('evaluate_s', 0.0) + time.time() - t0
+        with _outside_steps(last, 'evaluate_s'):
+          valid = task.evaluate(rstate)
         writer.write(step, 'valid', dict(valid, epoch=step / spe))
         if pi == 0:
           bar.write(f'step {step} (epoch {step / spe:.2f}): ' + ', '.join(
@@ -299,13 +298,11 @@ def fit(config, workdir: str, *, task: Task, state, train_ds, meta: dict,
         if epoch_done:
           rsums = replicate(zero_sums, devices)
           last['sums'] = zero_sums
-        t0 = time.time()
-        save(rstate, sums, valid)
-        last['checkpoint_s'] = last.get('checkpoint_s', 0.0) + time.time() - t0
-        t0 = time.time()
+        with _outside_steps(last, 'checkpoint_s'):
+          save(rstate, sums, valid)
         if task.on_epoch_end is not None and pi == 0:
-          task.on_epoch_end(rstate, epoch, step)
-        last['hooks_s'] = last.get('hooks_s', 0.0) + time.time() - t0
+          with _outside_steps(last, 'hooks_s'):
+            task.on_epoch_end(rstate, epoch, step)
   finally:
     bar.close()
     ckpt.wait()
@@ -329,6 +326,20 @@ def _augmented(augment, batches, epoch, first_step, first_index):
     yield augment(images, epoch=epoch, step=first_step + i, first_index=first_index), labels
 
 
+_OUTSIDE_KEYS = ('evaluate_s', 'checkpoint_s', 'hooks_s')
+
+
+@contextlib.contextmanager
+def _outside_steps(last, key):
+  """Adds the block's wall time to last[key], logged with the next train row
+  (whose img_per_s interval holds it; benchmarks/epoch_time.py reads it)."""
+  t0 = time.time()
+  try:
+    yield
+  finally:
+    last[key] = last.get(key, 0.0) + time.time() - t0
+
+
 def _log_interval(task, writer, bar, last, rsums, step, batch_size):
   sums = unreplicate(rsums)
   n = step - last['step']
@@ -339,8 +350,7 @@ def _log_interval(task, writer, bar, last, rsums, step, batch_size):
   metrics = task.summarize(delta, n)
   now = time.time()
   metrics['img_per_s'] = n * batch_size / max(now - last['time'], 1e-9)
-  # Seconds of this interval spent outside the steps (benchmarks/epoch_time.py).
-  for key in ('evaluate_s', 'checkpoint_s', 'hooks_s'):
+  for key in _OUTSIDE_KEYS:  # seconds of this interval spent outside the steps
     if key in last:
       metrics[key] = last.pop(key)
   if not np.isfinite(metrics.get('loss', 0.0)):
