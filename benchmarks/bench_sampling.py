@@ -19,7 +19,9 @@ random weights, float32, CPU):
           backward, Adam 3e-4) on random 7x7 and 8x8 codes, median step after
           one compiling step, against the reference's `prior_train_imgs_per_s`.
 Each round runs the reference in a subprocess, then the JAX measurements, so
-the two see the same machine state; medians over rounds, ratios of medians
+the two see the same machine state (`other_procs_cpu_frac`: the share of
+the machine other processes used during each half of each round); medians
+over rounds, ratios of medians
 (--no-torch: JAX only, the reference's figures and the ratios are null).
 The reference needs a venv with torch (see ../shared/bench/README.md):
     python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
@@ -53,7 +55,7 @@ import numpy as np
 import optax
 
 from vqvae_jax.models import prior as prior_lib, sampling  # noqa: E402
-from benchmarks.machine import cpu_info  # noqa: E402
+from benchmarks.machine import CpuSnap, cpu_info  # noqa: E402
 
 GRIDS = 64
 SHAPE = (8, 8)
@@ -73,7 +75,7 @@ def _timed(fn):
 
 def _torch_round(args, sections):
   only = ','.join({'sample': 'sample', 'train': 'prior'}[s] for s in sections)
-  cmd = [args.torch_python, args.torch_bench, '--quick', '--only', only,
+  cmd = [args.torch_python, args.torch_bench, f'--{args.torch_plan}', '--only', only,
          '--threads', str(args.threads)]
   res = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if res.returncode != 0:
@@ -104,14 +106,14 @@ class _Sampling:
 class _Training:
   """One jitted prior training step per grid size, as in the reference."""
 
-  def __init__(self, model, params):
+  def __init__(self, model, params, grids=(7, 8)):
     self.model, self.params = model, params
     self.tx = optax.adam(3e-4)
     self.step = jax.jit(self._step, donate_argnums=(0, 1))
     self.state = {}
     self.compile_s = {}
     rng = np.random.default_rng(0)
-    for hw in (7, 8):
+    for hw in grids:
       codes = jnp.asarray(rng.integers(0, model.num_codes, (BATCH, hw, hw)), jnp.int32)
       labels = jnp.asarray(rng.integers(0, NUM_CLASSES, (BATCH,)), jnp.int32)
       p = jax.tree.map(jnp.copy, params)
@@ -148,10 +150,12 @@ def _median(xs):
 def _rounds(args, sections, samp, train):
   """Alternating rounds (reference, then JAX); returns (runs {name: [...]}, reference info)."""
   runs = {'torch_sample': [], 'jax_fast': [], 'jax_plain': [], 'torch_train': [],
-          'jax_train': []}
+          'jax_train': [], 'other_procs_cpu_frac': []}
   torch_info = {}
   for r in range(args.rounds):
+    snap = CpuSnap()
     ref = None if args.no_torch else _torch_round(args, sections)
+    torch_other, snap = snap.other_frac(), CpuSnap()
     if ref:
       torch_info = {k: ref.get(k) for k in ('torch', 'threads', 'prior_sample_method')}
       _log(f'round {r}: torch',
@@ -170,6 +174,7 @@ def _rounds(args, sections, samp, train):
                 for hw in (7, 8)}
       runs['jax_train'].append({k: BATCH / v for k, v in step_s.items()})
       _log(f'round {r}: jax train img/s', runs['jax_train'][-1])
+    runs['other_procs_cpu_frac'].append({'torch': torch_other, 'jax': snap.other_frac()})
   return runs, torch_info
 
 
@@ -181,6 +186,9 @@ def main():
       os.path.dirname(_REPO), 'shared', 'bench', 'bench_torch.py'))
   ap.add_argument('--no-torch', action='store_true', help='time the JAX side only')
   ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--torch-plan', default='full', choices=('full', 'quick'),
+                  help="bench_torch.py's plan: full (2 full-batch warm-up steps, <= 10 timed, "
+                       'complete sampling runs; default) or quick (1 batch-16 warm-up, 3 timed)')
   ap.add_argument('--fast-runs', type=int, default=3, help='fast-sampler runs per round')
   ap.add_argument('--train-steps', type=int, default=3, help='timed steps per size per round')
   ap.add_argument('--sections', default='sample,train', help='subset of: sample, train')
@@ -224,9 +232,15 @@ def main():
     out['prior_train_imgs_per_s'] = {
         'jax': jax_rate, 'torch': ref_rate,
         'ratio': {k: jax_rate[k] / ref_rate[k] if ref_rate[k] else None for k in jax_rate},
+        'ratio_per_round': [{k: j[k] / t[k] for k in j}
+                            for j, t in zip(runs['jax_train'], runs['torch_train'])],
         'compile_s': train.compile_s}
+  other = runs.pop('other_procs_cpu_frac')
+  out['other_procs_cpu_frac'] = {'jax_rounds': [o['jax'] for o in other],
+                                 'torch_rounds': [o['torch'] for o in other if not args.no_torch]}
   out['runs'] = {k: v for k, v in runs.items() if v}
-  out.update({'reference': torch_info, 'jax': jax.__version__, 'date': time.strftime('%Y-%m-%d'),
+  out.update({'reference': dict(torch_info, plan=None if args.no_torch else args.torch_plan),
+              'jax': jax.__version__, 'date': time.strftime('%Y-%m-%d'),
               'backend': jax.default_backend(), 'device': _device(),
               'malloc_tuned': bool(MALLOC_TUNED), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
               'python': platform.python_version(), **cpu_info(),

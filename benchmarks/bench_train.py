@@ -225,14 +225,15 @@ class JaxVQ:
 # ----------------------------------------------------------------------------
 # PyTorch side.
 # ----------------------------------------------------------------------------
-def run_torch(python, threads, precision='float32'):
-  """One bench_torch.py --quick run (float32), or for bfloat16 one
-  torch_autocast_step.py run (torch.autocast(bfloat16)); returns its JSON dict
-  (or raises RuntimeError)."""
+def run_torch(python, threads, precision='float32', plan='full'):
+  """One bench_torch.py run (float32; `plan` 'full': two full-batch warm-up
+  steps and up to 10 timed ones, 'quick': one batch-16 warm-up step and 3), or
+  for bfloat16 one torch_autocast_step.py run (torch.autocast(bfloat16));
+  returns its JSON dict (or raises RuntimeError)."""
   if precision == 'bfloat16':
     cmd = [python, TORCH_AUTOCAST_BENCH, '--threads', str(threads)]
   else:
-    cmd = [python, TORCH_BENCH, '--quick', '--only', 'vqvae,vq', '--threads', str(threads)]
+    cmd = [python, TORCH_BENCH, f'--{plan}', '--only', 'vqvae,vq', '--threads', str(threads)]
   p = subprocess.run(cmd, capture_output=True, text=True, check=False)
   lines = [ln for ln in p.stdout.splitlines() if ln.startswith('{')]
   if p.returncode != 0 or not lines:
@@ -256,6 +257,9 @@ def _parse_args():
                   help='python with torch installed (default: .venv-torch/bin/python)')
   ap.add_argument('--no-torch', action='store_true', help='time the JAX side only')
   ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--torch-plan', default='full', choices=('full', 'quick'),
+                  help="bench_torch.py's plan: full (2 full-batch warm-up steps, <= 10 timed; "
+                       'default) or quick (1 batch-16 warm-up step, 3 timed)')
   ap.add_argument('--steps', type=int, default=3, help='timed JAX steps per shape and round')
   ap.add_argument('--shapes', default=','.join(SHAPES), help='comma-separated subset of ' +
                   ', '.join(SHAPES))
@@ -321,7 +325,7 @@ def main():
     if use_torch:
       snap = CpuSnap()
       try:
-        res = run_torch(args.torch_python, args.threads, args.precision)
+        res = run_torch(args.torch_python, args.threads, args.precision, args.torch_plan)
       except RuntimeError as e:
         torch_error = str(e)
         log('WARNING: PyTorch run failed:', torch_error)
@@ -352,7 +356,7 @@ def main():
   else:
     out['ratio'] = None
   out['torch_mode'] = ('torch.autocast(bfloat16) (benchmarks/torch_autocast_step.py)'
-                       if args.precision == 'bfloat16' else 'float32 (bench_torch.py)')
+                       if args.precision == 'bfloat16' else f'float32 (bench_torch.py --{args.torch_plan})')
   out['compile_s'] = {s: round(trains[s].compile_s, 2) for s in shapes}
   device = jax.local_devices()[0]
   peak, fp32_peak = _peak(device, args.precision), _peak(device, 'float32')

@@ -1,12 +1,14 @@
-"""Per-op profile of one whole VQ-VAE training step (XLA:CPU), by jax.profiler.
+"""Per-op profile of one whole training step (XLA:CPU), by jax.profiler.
 
-Traces a few steps of bench_train.JaxTrain (same model, flags and malloc as
-bench_train.py) and sums the trace's per-op durations by HLO op name, grouped
+Traces a few steps of bench_train.JaxTrain (VQ-VAE; same model, flags and
+malloc as bench_train.py) or, with --model prior, of bench_sampling's prior
+training step (batch 128, random codes on a --grid x --grid map), and sums the trace's per-op durations by HLO op name, grouped
 by kind (dot, convolution, fusion, copy/transpose, reduce, ...). Prints the
 top ops and one JSON line with the per-kind totals (ms per step).
 
   python3 benchmarks/profile_step.py --precision bfloat16 --shape 28x28x1
   python3 benchmarks/profile_step.py --stock-xla ...     # XLA's own flags (YNN on)
+  python3 benchmarks/profile_step.py --model prior --grid 8
 """
 from __future__ import annotations
 
@@ -58,9 +60,31 @@ def describe(hlo, name):
   return out
 
 
+class _PriorTrain:
+  """bench_sampling's prior training step on one grid, with JaxTrain's
+  interface (run(n) -> seconds per step, step.as_text(), flops)."""
+
+  def __init__(self, grid, dtype):
+    import bench_sampling  # noqa: E402  pylint: disable=import-outside-toplevel
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    from vqvae_jax.models import prior as prior_lib  # pylint: disable=import-outside-toplevel
+    model = prior_lib.GatedPixelCNN(num_classes=bench_sampling.NUM_CLASSES, dtype=dtype)
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, grid, grid), jnp.int32),
+                                 jnp.zeros((1,), jnp.int32))['params']
+    self.train = bench_sampling._Training(model, params, grids=(grid,))  # pylint: disable=protected-access
+    self.grid = grid
+    self.step = self.train.step.lower(*self.train.state[grid]).compile()
+    self.flops = bench_train._flops(self.step)  # pylint: disable=protected-access
+
+  def run(self, n):
+    return [self.train.time(self.grid) for _ in range(n)]
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__)
+  ap.add_argument('--model', default='vqvae', choices=('vqvae', 'prior'))
   ap.add_argument('--shape', default='28x28x1', choices=list(bench_train.SHAPES))
+  ap.add_argument('--grid', type=int, default=8, help='prior: code grid side')
   ap.add_argument('--precision', default='float32', choices=list(bench_train.PRECISIONS))
   ap.add_argument('--impl', default='', help='as bench_train.py --impl')
   ap.add_argument('--batch', type=int, default=bench_train.BATCH)
@@ -73,8 +97,11 @@ def main():
   if matmul_precision:
     jax.config.update('jax_default_matmul_precision', matmul_precision)
   impls = tuple(tuple(kv.split('=')) for kv in args.impl.split(',') if kv)
-  size, channels = bench_train.SHAPES[args.shape]
-  train = bench_train.JaxTrain(size, channels, impls=impls, dtype=dtype, batch=args.batch)
+  if args.model == 'prior':
+    train = _PriorTrain(args.grid, dtype)
+  else:
+    size, channels = bench_train.SHAPES[args.shape]
+    train = bench_train.JaxTrain(size, channels, impls=impls, dtype=dtype, batch=args.batch)
   train.run(2)
   with tempfile.TemporaryDirectory() as d:
     with jax.profiler.trace(d):
@@ -96,7 +123,8 @@ def main():
   step_ms = 1e3 * min(times)
   for name, ms in per_op.most_common(args.top):
     print(f'{ms:8.1f} ms  {name:32s} {describe(hlo, name)}', file=sys.stderr)
-  print(json.dumps({'shape': args.shape, 'precision': args.precision, 'batch': args.batch,
+  print(json.dumps({'model': args.model,
+                    'shape': f'{args.grid}x{args.grid}' if args.model == 'prior' else args.shape, 'precision': args.precision, 'batch': args.batch,
                     'step_ms': round(step_ms, 1), 'ops_ms': round(sum(per_op.values()), 1),
                     'per_kind_ms': {k: round(v, 1) for k, v in per_kind.most_common()},
                     'xla_flags': os.environ.get('XLA_FLAGS', ''), 'flops': train.flops}))

@@ -70,3 +70,21 @@ def test_speed_table_rows_come_from_the_json(tmp_path):
   assert '110.0 vs 100.0 = **1.10×** | 3 | 3.0% | JAX 0.10.2, 2026-12-03 |' in text
   assert '0.30 s vs 6.00 s = **20.0× faster** | 10.0 vs 5.0 = **2.00×** | 9.0 vs 9.0 = **1.00×**' \
       in text
+
+
+def test_quality_table_rows_come_from_the_json(tmp_path):
+  import quality_table  # pylint: disable=import-outside-toplevel
+  (tmp_path / 'fmnist_x.json').write_text(json.dumps({
+      'dataset': 'fashion-mnist', 'recipe': 'paper', 'hidden': 256, 'batch': 128,
+      'budget_s': 600.0, 'same_steps': {'steps': 500, 'jax_psnr': 21.25, 'torch_psnr': 21.5,
+                                        'delta_db': -0.25},
+      'same_budget': {'jax_steps': 640, 'torch_steps': 500, 'jax_psnr': 21.875,
+                      'torch_psnr': 21.5, 'delta_db': 0.375},
+      'torch': {'version': '2.13.0+cpu'}, 'cpu': 'Some CPU', 'cores': 2, 'avx2': True,
+      'avx512': True, 'amx': False, 'other_procs_cpu_frac': 0.004, 'jax': '0.10.2',
+      'date': '2026-12-03'}))
+  text = quality_table.table(str(tmp_path))
+  assert ('| fashion-mnist `:paper`, hidden 256, batch 128 | 10 min each | 500 steps: 21.25 vs '
+          '21.50 dB (**-0.25**) | 640 vs 500 steps: 21.88 vs 21.50 dB (**+0.38**) | '
+          'Some CPU (2 cores, avx2/avx512) | 0.4% | JAX 0.10.2, PyTorch 2.13.0+cpu, 2026-12-03 | '
+          '`fmnist_x.json` |') in text
