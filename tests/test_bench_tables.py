@@ -57,7 +57,8 @@ def test_speed_table_rows_come_from_the_json(tmp_path):
             'avx512': False, 'amx': False, 'date': '2026-12-03',
             'other_procs_cpu_frac': {'jax_rounds': [0.01, 0.002], 'torch_rounds': [0.03]}}
   (tmp_path / 'bench_train_x.json').write_text(json.dumps(dict(
-      common, precision='float32', jax_imgs_per_s={'28x28x1': 150.0, '32x32x3': 110.0},
+      common, precision='float32', torch_mode='float32 (bench_torch.py --full)',
+      jax_imgs_per_s={'28x28x1': 150.0, '32x32x3': 110.0},
       torch_imgs_per_s={'28x28x1': 100.0, '32x32x3': 100.0},
       ratio={'28x28x1': 1.5, '32x32x3': 1.1})))
   (tmp_path / 'bench_sampling_x.json').write_text(json.dumps(dict(
@@ -65,11 +66,11 @@ def test_speed_table_rows_come_from_the_json(tmp_path):
       prior_train_imgs_per_s={'jax': {'7x7': 10.0, '8x8': 9.0}, 'torch': {'7x7': 5.0, '8x8': 9.0},
                               'ratio': {'7x7': 2.0, '8x8': 1.0}})))
   text = speed_table.table(str(tmp_path))
-  assert '| Some CPU (2 cores, avx2) | float32 (PyTorch float32) | 150.0 vs 100.0 = **1.50×** |' \
-      in text
+  assert ('| Some CPU (2 cores, avx2) | float32 (PyTorch float32, full plan) | 150.0 vs 100.0 = '
+          '**1.50×** |') in text
   assert '110.0 vs 100.0 = **1.10×** | 3 | 3.0% | JAX 0.10.2, 2026-12-03 |' in text
-  assert '0.30 s vs 6.00 s = **20.0× faster** | 10.0 vs 5.0 = **2.00×** | 9.0 vs 9.0 = **1.00×**' \
-      in text
+  assert ('| Some CPU (2 cores, avx2) | quick plan | 0.30 s vs 6.00 s = **20.0× faster** | '
+          '10.0 vs 5.0 = **2.00×** | 9.0 vs 9.0 = **1.00×**') in text
 
 
 def test_quality_table_rows_come_from_the_json(tmp_path):
