@@ -8,14 +8,13 @@ same wall-clock budget (b), the CPU, the other processes' CPU share and the date
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from results_table import update  # noqa: E402
+from results_table import table_main  # noqa: E402
 from speed_table import _cpu  # noqa: E402
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', 'quality-vs-torch')
@@ -47,17 +46,7 @@ def table(folder: str = FOLDER) -> str:
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument('--folder', default=FOLDER)
-  ap.add_argument('--update', default=None, metavar='README',
-                  help='replace the table between <!-- table:quality-vs-torch --> and '
-                       '<!-- /table:quality-vs-torch -->')
-  args = ap.parse_args(argv)
-  text = table(args.folder)
-  if args.update:
-    update(args.update, 'quality-vs-torch', text)
-  print(text)
+  table_main(__doc__, table, FOLDER, 'quality-vs-torch', argv)
 
 
 if __name__ == '__main__':

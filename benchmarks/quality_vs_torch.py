@@ -25,10 +25,16 @@ Do not run anything else meanwhile: (b) is a wall-clock comparison.
 """
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+
+import numpy as np  # the torch venv has numpy too
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(os.path.dirname(_ROOT), 'shared', 'bench', 'torch_ref.py')
@@ -42,7 +48,6 @@ def batch_order(n: int, batch: int, seed: int):
   """Batch index arrays, epoch after epoch: a fresh permutation of range(n) per
   epoch from numpy's default_rng(seed), the last partial batch dropped. Both
   trainers draw their batches from this one generator."""
-  import numpy as np  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(seed)
   while True:
     perm = rng.permutation(n)
@@ -56,7 +61,6 @@ def batch_order(n: int, batch: int, seed: int):
 # one JSON line on stdout; images come from .npy files in DIR.
 # ----------------------------------------------------------------------------
 def torch_worker(folder: str, hidden: int, batch: int, seed: int, threads: int) -> None:
-  import numpy as np
   import torch
   sys.path.insert(0, os.path.dirname(REFERENCE))
   import torch_ref  # pylint: disable=import-outside-toplevel
@@ -103,7 +107,6 @@ class _Torch:
     cmd = [args.torch_python, os.path.abspath(__file__), '--torch-worker', folder,
            '--hidden', str(args.hidden), '--batch', str(args.batch), '--seed', str(args.seed),
            '--threads', str(args.threads)]
-    import subprocess  # pylint: disable=import-outside-toplevel
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     self.folder, self.steps, self.clock, self.info = folder, 0, 0.0, {}
 
@@ -122,7 +125,6 @@ class _Torch:
     self.steps, self.clock = reply['steps'], reply['train_s']
 
   def reconstruct(self, tag):
-    import numpy as np  # pylint: disable=import-outside-toplevel
     file = self._ask(op='reconstruct', file=f'torch_{tag}.npy')['file']
     return np.load(os.path.join(self.folder, file))
 
@@ -140,16 +142,13 @@ class _Jax:
 
   def __init__(self, args, train_ds, test_ds):
     # pylint: disable=import-outside-toplevel
-    import functools
-
     import jax
-    import numpy as np
 
     from vqvae_jax import states
     from vqvae_jax.models import vqvae
     from vqvae_jax.train import vqvae as vqvae_training
     from vqvae_jax.train.loop import AXIS, replicate
-    self.jax, self.np = jax, np
+    self.jax = jax
     self.model = vqvae.VQVAE(channels=train_ds.image_shape[-1], hidden=args.hidden, k=512,
                              axis_name=AXIS)
     devices = jax.local_devices()[:1]
@@ -208,7 +207,6 @@ def _race(args, sides, evaluate):
 
 
 def main(argv=None):  # pylint: disable=too-many-locals
-  import argparse
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument('--budget-s', type=float, default=600.0,
@@ -235,10 +233,7 @@ def main(argv=None):  # pylint: disable=too-many-locals
   set_xla_flags()  # as train_vqvae.py does, before JAX starts
   malloc_tuned = tune_malloc()
   # pylint: disable=import-outside-toplevel
-  import tempfile
-
   import jax
-  import numpy as np
 
   from benchmarks.machine import CpuSnap, runtime_info
   from vqvae_jax import data, evaluation

@@ -109,6 +109,22 @@ def table(folder: str) -> str:
   return '\n'.join(lines)
 
 
+def table_main(doc: str, make_table, folder: str, name: str, argv=None) -> None:
+  """The command line of a README table generator with one fixed table `name`:
+  prints `make_table(--folder)`; --update README also replaces the README's table."""
+  ap = argparse.ArgumentParser(description=doc,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('--folder', default=folder)
+  ap.add_argument('--update', default=None, metavar='README',
+                  help=f'replace the table between <!-- table:{name} --> and '
+                       f'<!-- /table:{name} --> in this file')
+  args = ap.parse_args(argv)
+  text = make_table(args.folder)
+  if args.update:
+    update(args.update, name, text)
+  print(text)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)

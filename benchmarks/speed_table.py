@@ -13,7 +13,6 @@ processes took during a timed round.
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -22,7 +21,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from results_table import update  # noqa: E402
+from results_table import table_main  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 
@@ -141,16 +140,7 @@ def table(folder: str = RESULTS) -> str:
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument('--folder', default=RESULTS)
-  ap.add_argument('--update', default=None, metavar='README',
-                  help='replace the table between <!-- table:speed --> and <!-- /table:speed -->')
-  args = ap.parse_args(argv)
-  text = table(args.folder)
-  if args.update:
-    update(args.update, 'speed', text)
-  print(text)
+  table_main(__doc__, table, RESULTS, 'speed', argv)
 
 
 if __name__ == '__main__':
