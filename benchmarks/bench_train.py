@@ -106,7 +106,7 @@ LR = 2e-4
 BETA = 1.0
 SHAPES = {'28x28x1': (28, 1), '32x32x3': (32, 3)}
 TORCH_BENCH = '/work/shared/bench/bench_torch.py'
-TORCH_AUTOCAST_BENCH = os.path.join(_ROOT, 'benchmarks', 'torch_autocast_step.py')
+TORCH_AUTOCAST_BENCH = os.path.join(_ROOT, 'benchmarks', 'torch_step.py')
 
 
 def log(*a):
@@ -228,7 +228,7 @@ class JaxVQ:
 def run_torch(python, threads, precision='float32', plan='full'):
   """One bench_torch.py run (float32; `plan` 'full': two full-batch warm-up
   steps and up to 10 timed ones, 'quick': one batch-16 warm-up step and 3), or
-  for bfloat16 one torch_autocast_step.py run (torch.autocast(bfloat16));
+  for bfloat16 one torch_step.py run (torch.autocast(bfloat16));
   returns its JSON dict (or raises RuntimeError)."""
   if precision == 'bfloat16':
     cmd = [python, TORCH_AUTOCAST_BENCH, '--threads', str(threads)]
@@ -355,7 +355,7 @@ def main():
     out['ratio_per_round'] = per_round
   else:
     out['ratio'] = None
-  out['torch_mode'] = ('torch.autocast(bfloat16) (benchmarks/torch_autocast_step.py)'
+  out['torch_mode'] = ('torch.autocast(bfloat16) (benchmarks/torch_step.py)'
                        if args.precision == 'bfloat16' else f'float32 (bench_torch.py --{args.torch_plan})')
   out['compile_s'] = {s: round(trains[s].compile_s, 2) for s in shapes}
   device = jax.local_devices()[0]

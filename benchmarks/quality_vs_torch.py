@@ -4,7 +4,9 @@ Trains the same recipe, pytorch-vqvae's (`configs/common.paper`: codebook loss,
 U(-1/K, 1/K) codebook, beta 1, Adam 2e-4 constant, hidden 256, K 512, batch 128;
 --hidden to change), on real Fashion-MNIST with this project's train step and with the
 reference architecture of ../shared/bench/torch_ref.py (the PyTorch training
-loop is this file's `torch_worker`, a subprocess in the torch venv), both on the
+loop is this file's `torch_worker`, a subprocess in the torch venv; its residual
+block as vqvae-jax's, x + F(relu(x)), unless --torch-relu-skip asks for
+pytorch-vqvae's relu(x) + F(relu(x))), both on the
 same batches in the same order, and evaluates both on the whole test split with
 the same metric (`evaluation.psnr`: images in [0, 1], mean of per-image PSNR):
 
@@ -60,7 +62,8 @@ def batch_order(n: int, batch: int, seed: int):
 # venv (numpy and torch only). Reads one JSON command a line on stdin, answers
 # one JSON line on stdout; images come from .npy files in DIR.
 # ----------------------------------------------------------------------------
-def torch_worker(folder: str, hidden: int, batch: int, seed: int, threads: int) -> None:
+def torch_worker(folder: str, hidden: int, batch: int, seed: int, threads: int,
+                 relu_skip: bool = False) -> None:
   import torch
   sys.path.insert(0, os.path.dirname(REFERENCE))
   import torch_ref  # pylint: disable=import-outside-toplevel
@@ -71,7 +74,7 @@ def torch_worker(folder: str, hidden: int, batch: int, seed: int, threads: int) 
   test = np.load(os.path.join(folder, 'test.npy'), mmap_mode='r')
   to_x = lambda u8: torch.from_numpy(  # noqa: E731  [b, H, W, C] uint8 -> [b, C, H, W] in [-1, 1]
       np.ascontiguousarray(u8.transpose(0, 3, 1, 2)).astype(np.float32) / 127.5 - 1.0)
-  model = torch_ref.VQVAE(train.shape[-1], hidden, 512)
+  model = torch_ref.VQVAE(train.shape[-1], hidden, 512, relu_skip=relu_skip)
   opt = torch_ref.make_vqvae_optimizer(model)
   order = batch_order(len(train), batch, seed)
   steps, clock = 0, 0.0
@@ -106,7 +109,7 @@ class _Torch:
   def __init__(self, args, folder):
     cmd = [args.torch_python, os.path.abspath(__file__), '--torch-worker', folder,
            '--hidden', str(args.hidden), '--batch', str(args.batch), '--seed', str(args.seed),
-           '--threads', str(args.threads)]
+           '--threads', str(args.threads)] + (['--torch-relu-skip'] if args.torch_relu_skip else [])
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     self.folder, self.steps, self.clock, self.info = folder, 0, 0.0, {}
 
@@ -220,10 +223,15 @@ def main(argv=None):  # pylint: disable=too-many-locals
   ap.add_argument('--threads', type=int, default=2, help='torch threads')
   ap.add_argument('--data-folder', default=None, help='Fashion-MNIST IDX files')
   ap.add_argument('--torch-python', default=os.path.join(_ROOT, '.venv-torch', 'bin', 'python'))
+  ap.add_argument('--torch-relu-skip', action='store_true',
+                  help="the reference's relu_skip=True residual block, relu(x) + F(relu(x)) "
+                       "(pytorch-vqvae's in-place ReLU); default: x + F(relu(x)), the "
+                       "paper's block and vqvae-jax's")
   ap.add_argument('--torch-worker', metavar='DIR', help=argparse.SUPPRESS)
   args = ap.parse_args(argv)
   if args.torch_worker:
-    return torch_worker(args.torch_worker, args.hidden, args.batch, args.seed, args.threads)
+    return torch_worker(args.torch_worker, args.hidden, args.batch, args.seed, args.threads,
+                        args.torch_relu_skip)
   for path in (args.torch_python, REFERENCE):
     if not os.path.exists(path):
       raise SystemExit(f'error: {path} not found (see this script\'s docstring)')
@@ -270,7 +278,7 @@ def main(argv=None):  # pylint: disable=too-many-locals
                       'delta_db': j['b']['psnr'] - t['b']['psnr']},
       'jax_runs': {k: {m: v.get(m) for m in keep} for k, v in j.items()},
       'torch_runs': {k: {m: v.get(m) for m in keep} for k, v in t.items()},
-      'torch': sides['torch'].info,
+      'torch': dict(sides['torch'].info, relu_skip=args.torch_relu_skip),
       'jax_first_step_s': sides['jax'].first_step_s, **runtime_info(),
       'backend': jax.default_backend(), 'malloc_tuned': bool(malloc_tuned),
       'xla_flags': os.environ.get('XLA_FLAGS', ''),

@@ -15,13 +15,15 @@
 #     bash benchmarks/run_results.sh fashion-mnist     # one
 #
 # Environment: ROOT (runs), OUT (JSON and PNGs), PRETRAINED (where `export`
-# writes; empty: no export), VQ_STEPS / PRIOR_STEPS (--max-steps overrides of
+# writes; empty: no export), EXPORT_DTYPE (its storage: float16, the default, or
+# float32), VQ_STEPS / PRIOR_STEPS (--max-steps overrides of
 # the :cpu configs; empty: the configs' own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-runs/results}
 OUT=${OUT:-benchmarks/results/cpu-recipes}
 PRETRAINED=${PRETRAINED-pretrained}
+EXPORT_DTYPE=${EXPORT_DTYPE:-float16}
 VQ_STEPS=${VQ_STEPS:-}
 PRIOR_STEPS=${PRIOR_STEPS:-}
 mkdir -p "$ROOT" "$OUT"
@@ -43,7 +45,8 @@ run() {  # data set
   python3 -m vqvae_jax sample --prior "$ROOT/$d-prior" -o "$OUT/$d-samples.png" --no-consistency \
     --per-class "$( [ "$d" = atari-boxing ] && echo 16 || echo 8 )"
   if [ -n "$PRETRAINED" ]; then
-    python3 -m vqvae_jax export --model "$ROOT/$d" --prior "$ROOT/$d-prior" -o "$PRETRAINED/$d"
+    python3 -m vqvae_jax export --model "$ROOT/$d" --prior "$ROOT/$d-prior" -o "$PRETRAINED/$d" \
+      --dtype "$EXPORT_DTYPE"
   fi
   python3 - "$ROOT/$d" "$OUT/$d.train.json" <<'PY'
 import json, sys

@@ -85,7 +85,38 @@ def test_quality_table_rows_come_from_the_json(tmp_path):
       'avx512': True, 'amx': False, 'other_procs_cpu_frac': 0.004, 'jax': '0.10.2',
       'date': '2026-12-03'}))
   text = quality_table.table(str(tmp_path))
-  assert ('| fashion-mnist `:paper`, hidden 256, batch 128 | 10 min each | 500 steps: 21.25 vs '
+  assert ('| fashion-mnist `:paper`, hidden 256, batch 128 | relu(x) + F(relu(x)) '
+          "(pytorch-vqvae's in-place ReLU) | 10 min each | 500 steps: 21.25 vs "
           '21.50 dB (**-0.25**) | 640 vs 500 steps: 21.88 vs 21.50 dB (**+0.38**) | '
           'Some CPU (2 cores, avx2/avx512) | 0.4% | JAX 0.10.2, PyTorch 2.13.0+cpu, 2026-12-03 | '
           '`fmnist_x.json` |') in text
+  record = json.loads((tmp_path / 'fmnist_x.json').read_text())
+  record['torch']['relu_skip'] = False
+  (tmp_path / 'fmnist_y.json').write_text(json.dumps(record))
+  assert ('| fashion-mnist `:paper`, hidden 256, batch 128 | x + F(relu(x)), as vqvae-jax | '
+          '10 min each |') in quality_table.table(str(tmp_path))
+
+
+def test_device_table_rows_come_from_the_json(tmp_path):
+  import device_table  # pylint: disable=import-outside-toplevel
+  run = tmp_path / 'gpu-x'
+  run.mkdir()
+  (run / 'env.json').write_text(json.dumps({'devices': ['gpu: Some GPU'], 'jax': '0.11.2',
+                                            'jax-cuda13-plugin': '0.11.2', 'flax': '0.12.8'}))
+  (run / 'bench_train.tf32.json').write_text(json.dumps({
+      'jax_imgs_per_s': {'32x32x3': 3000.0}, 'peak_fraction': {'32x32x3': 0.0125},
+      'rounds': 2, 'steps_per_round': 20, 'date': '2026-12-04'}))
+  (run / 'torch.tf32.json').write_text(json.dumps({
+      'vqvae_train_imgs_per_s': {'32x32x3': 2000.0, '28x28x1': 1500.0},
+      'prior_train_imgs_per_s': {'8x8': 700.0}, 'torch': '2.11.0', 'timed_steps': 20,
+      'warmup_steps': 5}))
+  (run / 'bench_train.float32.json').write_text('')  # cut by its time limit: no output
+  (run / 'summary.json').write_text(json.dumps({'steps': [
+      {'step': 'bench_train.float32', 'status': 'timeout'}, {'step': 'check', 'status': 'ok'}]}))
+  text = device_table.table(str(tmp_path))
+  assert '| VQ-VAE 32x32x3 | TF32 | 3,000 | 2,000 | **1.50x** | 1.25% |' in text
+  assert '| VQ-VAE 28x28x1 | TF32 | – | 1,500 | – | – |' in text
+  assert '| prior 8x8 | TF32 | – | 700 | – | – |' in text
+  assert 'float32 (TF32 off)' not in text  # nothing measured in float32
+  assert 'gpu: Some GPU; JAX 0.11.2 (CUDA 13 plugin), flax 0.12.8, PyTorch 2.11.0' in text
+  assert 'cut by their time limit: bench_train.float32 ' in text

@@ -168,7 +168,8 @@ def test_export_replaces_a_folder_only_when_complete(exported, monkeypatch):
 def test_shipped_weights_reproduce_their_test_psnr(folder):
   """Each committed pretrained VQ-VAE, on the first SLICE test images of its
   real data set (skipped where that data is missing; VQVAE_REQUIRE_DATA=1
-  makes that a failure), within 0.05 dB of the PSNR recorded at export."""
+  makes that a failure), within 0.05 dB of the PSNR recorded at export; a
+  float16 folder's whole-test-split PSNR within 0.05 dB of its float32 model's."""
   from vqvae_jax.errors import UserError
   model, variables, meta = runs.restore_vqvae(folder)
   try:
@@ -180,6 +181,9 @@ def test_shipped_weights_reproduce_their_test_psnr(folder):
   recorded = pretrained.results(folder)['slice']
   got = export.slice_psnr(model, variables, ds, recorded['n'])
   assert got['psnr'] == pytest.approx(recorded['psnr'], abs=0.05)
+  if pretrained.read_record(folder)['dtype'] == 'float16':  # allowed if it costs < 0.05 dB
+    test = pretrained.results(folder)['test']
+    assert abs(test['psnr'] - test['float32_psnr']) < 0.05
   prior = folder + '-prior'
   if os.path.isdir(prior):
     _, _, prior_meta = runs.restore_prior(prior)
@@ -219,3 +223,89 @@ def test_python_api_on_pretrained_and_run_folders(exported):
     plain.sample([0], jax.random.key(0))
   with pytest.raises(UserError, match='uint8'):
     plain.encode(images.astype(np.float32))
+
+
+@pytest.fixture(scope='module')
+def exported16(exported):
+  """The tiny pair exported again with float16 storage: its VQ-VAE folder."""
+  root, vq, prior, _ = exported
+  cli.main(['export', '--model', vq, '--prior', prior, '-o', str(root / 'ship' / 'half'),
+            '--per-class', '0', '--dtype', 'float16'])
+  return str(root / 'ship' / 'half')
+
+
+def test_float16_folders_restore_the_rounded_model(exported, exported16):
+  """float16 storage: half the bytes; restored as float32 equal to the run's
+  variables rounded through float16; the prior bound to that rounded VQ-VAE."""
+  _, vq, prior, ship = exported
+  with np.load(os.path.join(exported16, 'params.npz')) as f:
+    kinds = {f[k].dtype for k in f.files}
+  assert np.dtype(np.float16) in kinds and np.dtype(np.float32) not in kinds
+  def nbytes(d):
+    with np.load(os.path.join(d, 'params.npz')) as f:
+      return sum(f[k].nbytes for k in f.files)
+  assert 2 * nbytes(exported16) == nbytes(ship)  # every array was float32
+  _, run_vars, _ = runs.restore_vqvae(vq)
+  _, vars16, _ = runs.restore_vqvae(exported16)
+  rounded = jax.tree.map(lambda x: np.asarray(x).astype(np.float16).astype(np.float32)
+                         if np.asarray(x).dtype == np.float32 else np.asarray(x), run_vars)
+  _leaves_equal(rounded, vars16)
+  assert any(not np.array_equal(np.asarray(a), np.asarray(b))
+             for a, b in zip(jax.tree.leaves(run_vars), jax.tree.leaves(vars16)))
+  _, params16, meta16 = runs.restore_prior(exported16 + '-prior')
+  _, run_params, _ = runs.restore_prior(prior)
+  for a, b in zip(jax.tree.leaves(run_params), jax.tree.leaves(params16)):
+    np.testing.assert_array_equal(np.asarray(a).astype(np.float16).astype(np.float32), b)
+  assert meta16['vqvae_fingerprint'] == checkpoints.vqvae_fingerprint(vars16)
+  assert meta16['vqvae_fingerprint'] != checkpoints.vqvae_fingerprint(run_vars)
+
+
+def test_float16_results_are_measured_as_shipped(exported, exported16):
+  """The recorded PSNR is the float16 folder's own (a fresh evaluation of it),
+  and the float32 model's is recorded beside it."""
+  root, vq, _, _ = exported
+  data = str(root / 'mnist')
+  rec = pretrained.results(exported16)
+  fresh = evaluation.evaluate(exported16, split='test', data_folder=data)
+  assert rec['test']['psnr'] == pytest.approx(fresh['psnr'], abs=1e-6)
+  run = evaluation.evaluate(vq, split='test', data_folder=data)
+  assert rec['test']['float32_psnr'] == pytest.approx(run['psnr'], abs=1e-6)
+  assert rec['slice']['float32_psnr'] is not None
+  prior_rec = pretrained.results(exported16 + '-prior')
+  fresh = evaluation.evaluate(exported16, split='test', prior_dir=exported16 + '-prior',
+                              data_folder=data, consistency_per_class=0)
+  assert prior_rec['test']['bits_per_code'] == pytest.approx(fresh['prior']['bits_per_code'],
+                                                             rel=1e-6)
+
+
+def test_float16_pair_codes_and_samples(exported, exported16):
+  """The float16 pair compresses and decompresses with its own integer prior,
+  and `vqvae_jax.load` samples from it."""
+  import vqvae_jax
+  root, vq, _, _ = exported
+  images = runs.load_split(runs.run_config(runs.restore_vqvae(vq)[2], str(root / 'mnist')),
+                           'test').images[:2]
+  m = vqvae_jax.load(exported16 + '-prior')
+  blob = m.compress(images[0])
+  np.testing.assert_array_equal(m.decompress(blob), m.decode(m.encode(images[:1]))[0])
+  assert m.sample([0, 1], jax.random.key(0)).shape == (2,) + images.shape[1:]
+
+
+def test_float16_storage_refuses_values_it_cannot_hold():
+  with pytest.raises(ValueError, match='float16 cannot store'):
+    pretrained.stored_arrays({'params': {'w': np.array([1e5], np.float32)}}, 'float16')
+  with pytest.raises(ValueError, match='dtype must be one of'):
+    pretrained.stored_arrays({'params': {'w': np.zeros(1, np.float32)}}, 'bfloat16')
+
+
+def test_failed_export_leaves_the_shipped_pair_as_it_was(exported, monkeypatch):
+  root, vq, prior, ship = exported
+  before = {d: open(os.path.join(d, 'model.json'), 'rb').read() for d in (ship, ship + '-prior')}
+
+  def fail(*args, **kwargs):
+    raise OSError('disk full')
+  monkeypatch.setattr(evaluation, 'evaluate_restored', fail)
+  with pytest.raises(OSError):
+    export.export(vq, ship, prior_dir=prior, per_class=0)
+  for d, data in before.items():
+    assert open(os.path.join(d, 'model.json'), 'rb').read() == data

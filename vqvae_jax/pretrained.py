@@ -14,8 +14,10 @@ Every command that takes a run folder (`sample`, `evaluate`, `compress`,
 `decompress`, `train_prior --model`) takes one of these instead:
 `runs.restore_vqvae` / `restore_prior` hand them to `restore`. A prior records its VQ-VAE
 folder relative to itself (`meta['config']['model']`, e.g. '../fashion-mnist'),
-so the pair can be moved together. Parameters are stored as float32 (a float16
-copy would change the models' fingerprints and so the files they code).
+so the pair can be moved together. Parameters are stored as float32, or as float16
+(`dtype`, half the size): restored as float32 either way, so a float16 folder is
+its own model (other fingerprints, other `.vqz` files than its run's), and
+`export` measures it as shipped.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ MODEL_FILE = 'model.json'
 PARAMS_FILE = 'params.npz'
 CODER_FILE = 'integer_prior.npz'  # = compression.CODER_FILE
 FIELDS = ('params', 'batch_stats')  # the state fields inference needs
+DTYPES = ('float32', 'float16')  # storage of the float32 arrays
 
 
 def is_pretrained(folder: str) -> bool:
@@ -62,19 +65,52 @@ def flatten(state_dict: dict) -> dict:
   return {k: np.asarray(jax.device_get(v)) for k, v in flat.items()}
 
 
+def stored_arrays(state_dict: dict, dtype: str = 'float32') -> dict:
+  """`flatten(state_dict)` with its float32 arrays cast to `dtype` (one of
+  DTYPES) as `save` writes them; ValueError for values float16 cannot hold."""
+  if dtype not in DTYPES:
+    raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
+  arrays = flatten(state_dict)
+  if dtype == 'float32':
+    return arrays
+  out = {}
+  for name, a in arrays.items():
+    if a.dtype == np.float32:
+      if not np.all(np.isfinite(a)) or np.max(np.abs(a), initial=0.0) > np.finfo(np.float16).max:
+        raise ValueError(f'{name} holds values float16 cannot store (non-finite or above '
+                         f'{np.finfo(np.float16).max})')
+      a = a.astype(np.float16)
+    out[name] = a
+  return out
+
+
+def as_stored(tree, dtype: str = 'float32'):
+  """`tree` (any pytree) as a `dtype` folder restores it: float32 leaves
+  rounded to float16 and back for 'float16'; unchanged for 'float32'."""
+  if dtype not in DTYPES:
+    raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
+  if dtype == 'float32':
+    return tree
+  def halve(x):
+    x = np.asarray(jax.device_get(x))
+    return x.astype(np.float16).astype(np.float32) if x.dtype == np.float32 else x
+  return jax.tree.map(halve, tree)
+
+
 def save(out_dir: str, kind: str, meta: dict, state_dict: dict, results: dict | None = None,
-         coder_file: str | None = None) -> None:
+         coder_file: str | None = None, dtype: str = 'float32') -> None:
   """Writes a pretrained folder from a restored state's `state_dict` (as
-  `flax.serialization.to_state_dict` gives it) and its checkpoint `meta`.
+  `flax.serialization.to_state_dict` gives it) and its checkpoint `meta`, the
+  float32 arrays stored as `dtype` ('float32' or 'float16').
 
   Built in a temporary folder beside `out_dir` and swapped in whole: an
   existing folder is replaced only by a complete one.
   """
-  arrays = flatten(state_dict)
+  arrays = stored_arrays(state_dict, dtype)
   buf = io.BytesIO()
   np.savez(buf, **arrays)
   record = {'format': FORMAT, 'version': VERSION, 'kind': kind, 'meta': meta,
-            'arrays_sha256': arrays_digest(arrays), 'dtype': 'float32',
+            'arrays_sha256': arrays_digest(arrays), 'dtype': dtype,
             'results': results or {}}
   parent = os.path.dirname(os.path.abspath(out_dir))
   os.makedirs(parent, exist_ok=True)
@@ -137,10 +173,15 @@ def restore(folder: str, kind: str, make_state):
     raise UserError(f'{path} holds other arrays than this vqvae-jax builds for its config '
                     f'(missing {sorted(set(want) - set(arrays))[:3]}, extra '
                     f'{sorted(set(arrays) - set(want))[:3]})')
+  storage = record.get('dtype', 'float32')
+  if storage not in DTYPES:
+    raise UserError(f'{path}: unknown storage dtype {storage!r} in {MODEL_FILE}')
   for name, (shape, dtype) in want.items():
-    if arrays[name].shape != shape or arrays[name].dtype != dtype:
+    stored = np.dtype(storage) if dtype == np.float32 else dtype
+    if arrays[name].shape != shape or arrays[name].dtype != stored:
       raise UserError(f'{path}: {name} is {arrays[name].dtype}{list(arrays[name].shape)}, '
-                      f'expected {dtype}{list(shape)}')
+                      f'expected {stored}{list(shape)}')
+    arrays[name] = arrays[name].astype(dtype)
   loaded = flax.traverse_util.unflatten_dict(arrays, sep='/')
   for field in loaded:
     template[field] = loaded[field]
@@ -157,4 +198,12 @@ def flatten_shapes(state_dict: dict) -> dict:
 def results(folder: str) -> dict:
   """The test metrics recorded when the folder was exported."""
   return read_record(folder).get('results', {})
+
+
+def set_results(folder: str, results: dict) -> None:
+  """Replaces the recorded test metrics of a pretrained folder (model.json,
+  written atomically)."""
+  record = read_record(folder)
+  record['results'] = results
+  fileio.write_json(os.path.join(folder, MODEL_FILE), record)
 

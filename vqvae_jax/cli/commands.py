@@ -208,7 +208,8 @@ def _evaluate(args):
 def _export(args):
   from vqvae_jax import evaluation, export  # pylint: disable=g-import-not-at-top
   result = export.export(args.model, args.output, prior_dir=args.prior,
-                         data_folder=args.data_folder, per_class=args.per_class)
+                         data_folder=args.data_folder, per_class=args.per_class,
+                         dtype=args.dtype)
   print(evaluation.format_table(result))
   print(f'wrote {args.output}' + (f' and {args.output}-prior' if args.prior else ''))
 
@@ -221,6 +222,8 @@ def _add_export_command(sub):
   x.add_argument('--data-folder', default=None, help='default: the training run\'s')
   x.add_argument('--per-class', type=int, default=100,
                  help='samples a class for the recorded class consistency')
+  x.add_argument('--dtype', default='float32', choices=('float32', 'float16'),
+                 help='storage of the parameters (float16: half the size, measured as shipped)')
 
 
 def _add_evaluate_command(sub):
