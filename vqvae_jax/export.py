@@ -23,14 +23,10 @@ SLICE = 500  # test images whose PSNR is recorded for a quick check of shipped w
 
 def slice_psnr(model, variables, ds, n: int = SLICE) -> dict:
   """Mean PSNR (dB) of the first `n` images of `ds`."""
-  part = _first(ds, n)
+  part = dataclasses.replace(ds, images=ds.images[:n], labels=ds.labels[:n],
+                             episodes=None if ds.episodes is None else ds.episodes[:n])
   metrics, _ = evaluation.reconstruction_metrics(model, variables, part)
   return {'split': ds.split, 'n': len(part), 'psnr': metrics['psnr']}
-
-
-def _first(ds, n):
-  return dataclasses.replace(ds, images=ds.images[:n], labels=ds.labels[:n],
-                             episodes=None if ds.episodes is None else ds.episodes[:n])
 
 
 def _coder_file(prior_dir, prior, params, prior_meta, dtype, staging, vq) -> str:
