@@ -26,7 +26,7 @@ from benchmarks.machine import runtime_info  # noqa: E402
 from vqvae_jax.codec import compression, entropy, integer_prior  # noqa: E402
 from vqvae_jax import data  # noqa: E402
 from vqvae_jax.runs import load_split, restore_prior, restore_vqvae, run_config  # noqa: E402
-from vqvae_jax.train.prior import extract_codes  # noqa: E402
+from vqvae_jax.evaluation import encode_split  # noqa: E402
 
 
 def _split_codes(prior_dir: str, meta: dict, split: str, count: int):
@@ -39,7 +39,7 @@ def _split_codes(prior_dir: str, meta: dict, split: str, count: int):
       return f['codes'][:count], f['labels'][:count]
   model, variables, vq_meta = restore_vqvae(meta['config']['model'])
   ds = load_split(run_config(vq_meta), split)
-  codes = extract_codes(model, variables, ds)[:count]
+  codes = encode_split(model, variables, ds)[:count]
   return codes, np.asarray(data.relabel(ds, meta['class_names'])[:count], np.int32)
 
 

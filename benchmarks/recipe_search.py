@@ -90,13 +90,15 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder) -
     override(config, 'data_folder', data_folder)
   workdir = os.path.join(root, name, f'{steps}-steps')
   latest = _latest_step(workdir)
-  start = time.time()
+  from benchmarks.machine import CpuSnap  # pylint: disable=g-import-not-at-top
+  start, snap = time.time(), CpuSnap()
   summary = vqvae_training.train_vqvae(config, workdir)
-  wall = time.time() - start
+  wall, others = time.time() - start, snap.other_frac()
   result = evaluation.evaluate(workdir, split='test', data_folder=data_folder or None)
   return {'recipe': name, 'overrides': overrides, 'steps': steps, 'base': BASE,
           'batch_size': config.batch_size, 'final_step': summary['step'],
-          'wall_s': round(wall, 1), 'resumed_from_step': latest,
+          'wall_s': round(wall, 1), 'other_procs_cpu_frac': others,
+          'resumed_from_step': latest,
           'eval_step': result['step'], 'test_psnr': result['psnr'], 'test_ssim': result['ssim'],
           'codes_used': result['codes_used'], 'k': result['k'], 'usage': result['usage'],
           'perplexity': result['perplexity'], 'hardware': _hardware(), 'output': workdir,
@@ -115,6 +117,11 @@ def _append(path: str, row: dict) -> None:
   fileio.atomic_write(path, ''.join(json.dumps(r, sort_keys=True) + '\n' for r in rows))
 
 
+def _others(row) -> str:
+  frac = row.get('other_procs_cpu_frac')
+  return '' if frac is None else f', others\' CPU {100 * frac:.0f}%'
+
+
 def table(rows) -> str:
   """Markdown: recipe, steps, batch, images seen, wall time, test PSNR, codes used,
   hardware (one row per result, in the order measured)."""
@@ -125,7 +132,7 @@ def table(rows) -> str:
     lines.append(f'| {r["recipe"]} ({", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or BASE}) '
                  f'| {r["steps"]} | {r["batch_size"]} | {r["steps"] * r["batch_size"]:,} | {wall} '
                  f'| {r["test_psnr"]:.2f} | {r["codes_used"]} / {r["k"]} | {r.get("hardware", "")}'
-                 f'{", " + r["date"] if r.get("date") else ""} |')
+                 f'{", " + r["date"] if r.get("date") else ""}{_others(r)} |')
   return '\n'.join(lines)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fixtures import folder_snapshot, train_tiny_stages
-from vqvae_jax import checkpoints, data, runs as run_lib, states
+from vqvae_jax import checkpoints, data, evaluation, runs as run_lib, states
 from vqvae_jax.cli.config_files import load_config
 from vqvae_jax.codec import integer_prior
 from vqvae_jax.models.prior import cross_entropy
@@ -39,8 +39,11 @@ def test_codes_are_cached_and_equal_the_encoder(runs):
   assert codes.min() >= 0 and codes.max() < vq.k
   ds = data.load('mnist', 'test', vq.data_folder)
   np.testing.assert_array_equal(labels, ds.labels)
-  np.testing.assert_array_equal(codes, prior_training.extract_codes(model, variables, ds,
-                                                                   batch_size=6))
+  np.testing.assert_array_equal(codes, evaluation.encode_split(model, variables, ds,
+                                                              batch_size=6))
+  # the same codes as the full forward pass gives (another path: VQVAE.__call__)
+  np.testing.assert_array_equal(codes, evaluation.reconstruction_metrics(
+      model, variables, ds, batch_size=7)[1])
 
 
 def test_test_nll_is_reported_and_matches_the_restored_prior(runs):

@@ -120,6 +120,17 @@ def _batch_metrics(model, variables, images):
   return per, out.indices
 
 
+def encode_split(model, variables, ds, batch_size: int = 256) -> np.ndarray:
+  """Codes of every image of `ds`: [N, H/4, W/4] int32 (`VQVAE.encode`, eval mode).
+
+  The codes `reconstruction_metrics` returns, without decoding or metrics."""
+  encode = jax.jit(lambda v, x: model.apply(v, to_float(x), method=type(model).encode))
+  out = []
+  for images, _, mask in data.eval_batches(ds, batch_size):
+    out.append(np.asarray(encode(variables, images))[mask])
+  return np.concatenate(out).astype(np.int32)
+
+
 def reconstruction_metrics(model, variables, ds, batch_size: int = 256):
   """Means over `ds` of the per-image metrics, the code counts and every code grid.
 

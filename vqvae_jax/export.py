@@ -40,7 +40,7 @@ def _coder_file(prior_dir, prior, params, prior_meta, dtype, staging, vq) -> str
     return os.path.join(prior_dir, pretrained.CODER_FILE)
   model, variables, meta, data_folder = vq
   ds = runs.load_split(runs.run_config(meta, data_folder), 'train')
-  _, codes = evaluation.reconstruction_metrics(model, variables, ds)  # codes = encode
+  codes = evaluation.encode_split(model, variables, ds)
   work = os.path.join(staging, 'coder')
   buf = io.BytesIO()
   np.savez(buf, codes=codes, labels=data.relabel(ds, prior_meta['class_names']))

@@ -18,12 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vqvae_jax import checkpoints, data, grids, optim, runs
+from vqvae_jax import checkpoints, data, evaluation, grids, optim, runs
 from vqvae_jax.codec import compression
 from vqvae_jax.errors import UserError
 from vqvae_jax.fileio import atomic_write, make_output_folder, write_json
 from vqvae_jax.models.prior import GatedPixelCNN, bits_per_dim, cross_entropy, nll_bits
-from vqvae_jax.models.vqvae import VQVAE, to_float
 from vqvae_jax.states import create_prior_state
 from vqvae_jax.train.loop import (AXIS, Task, eval_sums, find_resume, fit, replicate,
                                   total_steps, unreplicate, warm_up_eval)
@@ -46,15 +45,6 @@ class CodeSet:
     return tuple(self.images.shape[1:])
 
 
-def extract_codes(model: VQVAE, variables, ds, batch_size: int = 256) -> np.ndarray:
-  """Encodes every image of `ds`: -> codes [N, H/4, W/4] int32 (eval mode)."""
-  encode = jax.jit(lambda v, x: model.apply(v, to_float(x), method=VQVAE.encode))
-  out = []
-  for images, _, mask in data.eval_batches(ds, batch_size):
-    out.append(np.asarray(encode(variables, images))[mask])
-  return np.concatenate(out).astype(np.int32)
-
-
 def load_codes(vq_config, workdir, model, variables, class_names) -> dict:
   """{split: CodeSet}, extracted once and cached in `<workdir>/codes/<split>.npz`."""
   fp = checkpoints.vqvae_fingerprint(variables)
@@ -68,7 +58,7 @@ def load_codes(vq_config, workdir, model, variables, class_names) -> dict:
           continue
     ds = runs.load_split(vq_config, split)
     labels = data.relabel(ds, class_names)
-    codes = extract_codes(model, variables, ds)
+    codes = evaluation.encode_split(model, variables, ds)
     buf = io.BytesIO()
     np.savez(buf, codes=codes, labels=labels, fingerprint=np.asarray(fp))
     atomic_write(path, buf.getvalue())
