@@ -48,6 +48,13 @@ RECIPES = {
     'clip1': {'grad_clip': 1.0},
     'wd1e-4': {'weight_decay': 1e-4},
     'paper-codebook': {'codebook': 'loss', 'codebook_init': 'uniform', 'restart_after': 0},
+    # combinations of the single changes that won their screens (2026-12-04)
+    'beta0.25-lr1e-3': {'beta': 0.25, 'lr': 1e-3},
+    'beta0.25-ema0.95': {'beta': 0.25, 'ema_decay': 0.95},
+    'beta0.25-lr1e-3-ema0.95': {'beta': 0.25, 'lr': 1e-3, 'ema_decay': 0.95},
+    'beta0.1': {'beta': 0.1},
+    'lr1.5e-3': {'lr': 1.5e-3},
+    'beta0.1-lr1e-3-ema0.95': {'beta': 0.1, 'lr': 1e-3, 'ema_decay': 0.95},
 }
 
 
@@ -76,8 +83,12 @@ def _finished(rows, name, steps, overrides) -> bool:
              r.get('overrides') == overrides for r in rows)
 
 
-def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder) -> dict:
-  """Trains (or resumes) one recipe and evaluates it on the test split; one row."""
+def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder,
+               extra=()) -> dict:
+  """Trains (or resumes) one recipe and evaluates it on the test split; one row.
+
+  extra: the names of the --set overrides, which name the run folder too (a
+  seed repeat trains beside the first run, not over it)."""
   from vqvae_jax import evaluation  # pylint: disable=g-import-not-at-top
   from vqvae_jax.train import vqvae as vqvae_training  # pylint: disable=g-import-not-at-top
   from vqvae_jax.cli.config_files import load_config, override  # pylint: disable=g-import-not-at-top
@@ -88,7 +99,8 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder) -
   override(config, 'progress', False)
   if data_folder:
     override(config, 'data_folder', data_folder)
-  workdir = os.path.join(root, name, f'{steps}-steps')
+  workdir = os.path.join(root, name, f'{steps}-steps' + ''.join(
+      f'_{k}={overrides[k]}' for k in sorted(extra)))
   latest = _latest_step(workdir)
   from benchmarks.machine import CpuSnap  # pylint: disable=g-import-not-at-top
   start, snap = time.time(), CpuSnap()
@@ -174,7 +186,7 @@ def main(argv=None):
     if _finished(fileio.read_jsonl(args.results), name, args.steps, overrides):
       print(f'{name}: done already (in {args.results})', file=sys.stderr)
       continue
-    row = run_recipe(name, overrides, args.steps, args.root, args.data_folder)
+    row = run_recipe(name, overrides, args.steps, args.root, args.data_folder, extra)
     _append(args.results, row)
     print(json.dumps(row, sort_keys=True), flush=True)
 
