@@ -268,7 +268,8 @@ def main(argv=None):  # pylint: disable=too-many-locals
   j, t = done['jax'], done['torch']
   out = {
       'bench': 'quality_vs_torch', 'dataset': 'fashion-mnist', 'recipe': 'paper',
-      'hidden': args.hidden, 'k': 512, 'batch': args.batch, 'budget_s': args.budget_s,
+      'hidden': args.hidden, 'k': 512, 'batch': args.batch, 'seed': args.seed,
+      'budget_s': args.budget_s,
       'slice_s': args.slice_s, 'test_images': len(test_ds),
       'same_steps': {'steps': args.steps, 'jax_psnr': j['a']['psnr'],
                      'torch_psnr': t['a']['psnr'], 'delta_db': j['a']['psnr'] - t['a']['psnr'],

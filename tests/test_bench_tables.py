@@ -120,3 +120,29 @@ def test_device_table_rows_come_from_the_json(tmp_path):
   assert 'float32 (TF32 off)' not in text  # nothing measured in float32
   assert 'gpu: Some GPU; JAX 0.11.2 (CUDA 13 plugin), flax 0.12.8, PyTorch 2.11.0' in text
   assert 'cut by their time limit: bench_train.float32 ' in text
+
+
+def test_quality_table_summarises_seeds_against_numpy(tmp_path):
+  import statistics  # pylint: disable=import-outside-toplevel
+  import quality_table  # pylint: disable=import-outside-toplevel
+  main, repeats = tmp_path / 'q', tmp_path / 'q-seeds'
+  main.mkdir()
+  repeats.mkdir()
+  base = {'dataset': 'fashion-mnist', 'recipe': 'paper', 'hidden': 256, 'batch': 128,
+          'budget_s': 600.0, 'same_budget': {'jax_steps': 1, 'torch_steps': 1, 'jax_psnr': 8.0,
+                                              'torch_psnr': 8.0, 'delta_db': 0.0},
+          'torch': {'version': '2.13.0+cpu', 'relu_skip': False}, 'cpu': 'Some CPU',
+          'cores': 2, 'avx2': True, 'date': '2026-12-04'}
+  deltas = {0: -0.375, 1: 0.125, 2: 0.0625}
+  for seed, delta in deltas.items():
+    record = dict(base, same_steps={'steps': 400, 'jax_psnr': 19.0 + delta, 'torch_psnr': 19.0,
+                                    'delta_db': delta})
+    if seed:  # the seed from the record; the first from the default, 0
+      record['seed'] = seed
+    folder = main if seed == 0 else repeats
+    (folder / f'run{seed}.json').write_text(json.dumps(record))
+  text = quality_table.table(str(main))
+  mean, std = statistics.mean(deltas.values()), statistics.stdev(deltas.values())
+  assert ('seed 0 -0.38 (Some CPU), seed 1 +0.12 (Some CPU), seed 2 +0.06 (Some CPU), '
+          f'mean **{mean:+.2f}** ± {std:.2f} (sample std, 3 runs).') in text
+  assert f'{mean:+.2f}' == '-0.06' and f'{std:.2f}' == '0.27'
