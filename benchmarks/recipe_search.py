@@ -55,6 +55,9 @@ RECIPES = {
     'beta0.1': {'beta': 0.1},
     'lr1.5e-3': {'lr': 1.5e-3},
     'beta0.1-lr1e-3-ema0.95': {'beta': 0.1, 'lr': 1e-3, 'ema_decay': 0.95},
+    'beta0.05-lr1e-3-ema0.95': {'beta': 0.05, 'lr': 1e-3, 'ema_decay': 0.95},
+    'beta0.1-lr1.5e-3-ema0.95': {'beta': 0.1, 'lr': 1.5e-3, 'ema_decay': 0.95},
+    'beta0.1-lr1e-3-ema0.9': {'beta': 0.1, 'lr': 1e-3, 'ema_decay': 0.9},
 }
 
 
@@ -106,6 +109,10 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder,
   start, snap = time.time(), CpuSnap()
   summary = vqvae_training.train_vqvae(config, workdir)
   wall, others = time.time() - start, snap.other_frac()
+  if summary.get('stopped_early') or summary['step'] < steps:
+    # SIGTERM / Ctrl-C: the trainer saved a checkpoint; no row, so a rerun resumes.
+    raise SystemExit(f'{name}: stopped at step {summary["step"]} of {steps}; rerun to '
+                     f'resume from its checkpoint in {workdir}')
   result = evaluation.evaluate(workdir, split='test', data_folder=data_folder or None)
   return {'recipe': name, 'overrides': overrides, 'steps': steps, 'base': BASE,
           'batch_size': config.batch_size, 'final_step': summary['step'],
