@@ -30,6 +30,10 @@ from vqvae_jax.cli import flags  # pylint: disable=wrong-import-position
 from vqvae_jax.errors import cli  # pylint: disable=wrong-import-position
 
 BASE = 'fashion_mnist:cpu'
+# The base's keys a row records (`base_values`): a row measured on another base than
+# today's (e.g. before :cpu moved to lr 1e-3, beta 0.1, EMA 0.95) says so in the table.
+BASE_KEYS = ('hidden_size', 'batch_size', 'lr', 'lr_schedule', 'warmup_steps', 'beta',
+             'ema_decay', 'restart_after', 'codebook', 'codebook_init')
 RECIPES = {
     'cpu': {},
     'lr5e-4': {'lr': 5e-4},
@@ -96,6 +100,7 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder,
   from vqvae_jax.train import vqvae as vqvae_training  # pylint: disable=g-import-not-at-top
   from vqvae_jax.cli.config_files import load_config, override  # pylint: disable=g-import-not-at-top
   config = load_config(BASE)
+  base_values = {k: config[k] for k in BASE_KEYS}
   for key, value in overrides.items():
     override(config, key, value)
   override(config, 'max_steps', steps)
@@ -115,6 +120,7 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder,
                      f'resume from its checkpoint in {workdir}')
   result = evaluation.evaluate(workdir, split='test', data_folder=data_folder or None)
   return {'recipe': name, 'overrides': overrides, 'steps': steps, 'base': BASE,
+          'base_values': base_values,
           'batch_size': config.batch_size, 'final_step': summary['step'],
           'wall_s': round(wall, 1), 'other_procs_cpu_frac': others,
           'resumed_from_step': latest,
@@ -141,17 +147,45 @@ def _others(row) -> str:
   return '' if frac is None else f', others\' CPU {100 * frac:.0f}%'
 
 
-def table(rows) -> str:
+def base_values() -> dict:
+  """Today's BASE_KEYS of BASE."""
+  from vqvae_jax.cli.config_files import load_config  # pylint: disable=g-import-not-at-top
+  config = load_config(BASE)
+  return {k: config[k] for k in BASE_KEYS}
+
+
+def _base_diff(row, today) -> dict:
+  """The keys in which the row's base differed from today's ({} when the same)."""
+  then = row.get('base_values') or {}
+  return {k: v for k, v in then.items() if k in today and today[k] != v}
+
+
+MARKS = '†‡§¶'
+
+
+def table(rows, today=None) -> str:
   """Markdown: recipe, steps, batch, images seen, wall time, test PSNR, codes used,
-  hardware (one row per result, in the order measured)."""
+  hardware (one row per result, in the order measured). today: BASE's values now
+  (default: loaded); rows run on an earlier base get a mark, explained below."""
+  today = base_values() if today is None else today
   lines = ['| recipe | steps | batch | images seen | wall time | test PSNR (dB) | codes used '
            '| hardware |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+  bases = []
   for r in rows:
+    diff = _base_diff(r, today)
+    if diff and diff not in bases:
+      bases.append(diff)
+    mark = MARKS[bases.index(diff) % len(MARKS)] if diff else ''
     wall = f'{r["wall_s"] / 60:.1f} min' + (' (resumed)' if r.get('resumed_from_step') else '')
-    lines.append(f'| {r["recipe"]} ({", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or BASE}) '
+    lines.append(f'| {r["recipe"]}{mark} ({", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or BASE}) '
                  f'| {r["steps"]} | {r["batch_size"]} | {r["steps"] * r["batch_size"]:,} | {wall} '
                  f'| {r["test_psnr"]:.2f} | {r["codes_used"]} / {r["k"]} | {r.get("hardware", "")}'
                  f'{", " + r["date"] if r.get("date") else ""}{_others(r)} |')
+  for i, diff in enumerate(bases):
+    lines.append(f'\n{MARKS[i % len(MARKS)]} on an earlier `{BASE}`: '
+                 + ', '.join(f'{k}={v}' for k, v in diff.items())
+                 + ' (today: ' + ', '.join(f'{k}={today[k]}' for k in diff)
+                 + '); the overrides in the row apply on top.')
   return '\n'.join(lines)
 
 

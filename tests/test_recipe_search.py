@@ -42,6 +42,12 @@ def test_rows_and_rerun_skips_finished(search, capsys):
   recipe_search.main(args + ['--recipes', 'beta0.5', '--set', 'seed=1'])
   assert len(_rows(results)) == 1 and 'done already' in capsys.readouterr().err
   assert '| beta0.5 (beta=0.5, seed=1) | 3 | 8 | 24 |' in recipe_search.table(_rows(results))
+  # Once the base moves on, the row names what its base was.
+  today = dict(row['base_values'], lr=row['base_values']['lr'] * 2, beta=0.25)
+  text = recipe_search.table(_rows(results), today)
+  assert '| beta0.5† (beta=0.5, seed=1) | 3 |' in text
+  assert (f"† on an earlier `fashion_mnist:tiny`: beta=1.0, lr={row['base_values']['lr']} "
+          f"(today: beta=0.25, lr={today['lr']}); the overrides in the row apply on top.") in text
 
 
 def test_a_run_stopped_short_leaves_no_row_and_resumes(search, monkeypatch):
