@@ -26,6 +26,9 @@ from configs import common
 
 CPU_MAX_STEPS = 800
 CPU_BATCH = 64
+# Not screened on Atari frames: the values of pretrained/atari-boxing, from before the
+# Fashion-MNIST screen moved :cpu to lr 1e-3, beta 0.1, EMA decay 0.95.
+CPU_LR, CPU_BETA, CPU_EMA_DECAY = 7e-4, 1.0, 0.99
 
 
 def _tiny(c):
@@ -39,4 +42,5 @@ def get_config(arg=None):
   c.num_frames = 60000
   return common.variant(c, arg, (
       ('tiny', _tiny),
-      ('cpu', lambda c: common.cpu(c, max_steps=CPU_MAX_STEPS, batch_size=CPU_BATCH))))
+      ('cpu', lambda c: common.cpu(c, max_steps=CPU_MAX_STEPS, batch_size=CPU_BATCH,
+                                   lr=CPU_LR, beta=CPU_BETA, ema_decay=CPU_EMA_DECAY))))
