@@ -32,6 +32,8 @@ def describe(config: dict) -> str:
     text += f', {config["codebook_init"]} init'
   if config.get('lr_schedule', 'constant') != 'constant':
     text += f', {config["lr_schedule"]} lr {config.get("lr")}'
+  if config.get('beta') is not None:
+    text += f', beta {config["beta"]}'
   text = f'{text}; hidden {config.get("hidden_size")}, K {config.get("k")}'
   if config.get('batch_size'):
     text += f', batch {config["batch_size"]}'

@@ -9,11 +9,11 @@ Variants:
          lr after a warm-up), with a `configs/<dataset>.py:cpu` VQ-VAE:
              python train_prior.py --config configs/prior.py:cpu --model runs/fmnist-cpu \
                  --output-folder runs/fmnist-cpu-prior
-         Measured on the fashion_mnist.py:cpu VQ-VAE (2-core Intel Xeon with AMX,
-         2026-12-03, benchmarks/results/cpu-budget/): 600 steps in 5.8 min, test NLL
-         3.62 bits/code against a unigram entropy of 8.45, class consistency 82.5%
-         (classifier: 89.2% on real test images); on a 2-core AMD EPYC the same 600
-         steps took 19.3 min. pretrained/fashion-mnist-prior is this run.
+         Measured on the fashion_mnist.py:cpu VQ-VAE (2-core AMD EPYC, quiet,
+         2026-12-04, benchmarks/results/cpu-budget/): 600 steps in 3.8 min, test NLL
+         4.36 bits/code against a unigram entropy of 8.10, class consistency 84.3%
+         (classifier: 89.2% on real test images). pretrained/fashion-mnist-prior is
+         this run.
   :cpu_atari  :cpu for Atari Boxing's 21x21 grids (9x the cost of a 7x7 grid a step):
          CPU_ATARI_STEPS steps at batch CPU_ATARI_BATCH.
   :tiny  a seconds-long CPU variant for tests.
