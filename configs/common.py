@@ -14,7 +14,7 @@ import ml_collections
 # each config's docstring states what was measured with it.
 CPU_HIDDEN = 128
 CPU_BATCH = 32  # screened: benchmarks/results/recipes.jsonl
-CPU_MAX_STEPS = 8000  # the 60-min two-stage budget (with the prior: 10.8 min, 2-core EPYC)
+CPU_MAX_STEPS = 8000  # the 60-min two-stage budget (with the prior: 19.6 min, 2-core EPYC)
 CPU_LR = 1e-3
 CPU_BETA = 0.1        # with CPU_LR and CPU_EMA_DECAY: 25.32 dB at 8000 steps against 24.16
 CPU_EMA_DECAY = 0.95  # for lr 7e-4, beta 1, EMA 0.99 (the same AMD EPYC, 2026-12-04)

@@ -19,8 +19,8 @@ Variants:
           configs/prior.py:cpu by `ROOT=runs/budget8k OUT=benchmarks/results/cpu-budget
           PRETRAINED=pretrained bash benchmarks/run_results.sh fashion-mnist` (2-core AMD
           EPYC, no accelerator, quiet, 2026-12-04; benchmarks/results/cpu-budget/): test
-          PSNR 25.32 dB, SSIM 0.884, 512/512 codes used, 7.1 min + prior 3.8 min =
-          10.8 min. pretrained/fashion-mnist is this run. (The earlier values, lr 7e-4,
+          PSNR 25.32 dB, SSIM 0.884, 512/512 codes used, 7.1 min + prior 12.4 min =
+          19.6 min. pretrained/fashion-mnist is this run. (The earlier values, lr 7e-4,
           beta 1, EMA 0.99: 24.16 dB on the same machine.)
   :tiny   seconds-long, for tests.
 """
