@@ -58,8 +58,8 @@ def row(d: dict, path: str) -> str:
 
 def seeds(records) -> list:
   """Lines: (a) of every (path, record), grouped by dataset, recipe, hidden, batch,
-  steps and residual block; each group's per-seed differences, mean and sample
-  standard deviation (vqvae-jax minus PyTorch, dB)."""
+  steps and residual block; each group's per-run differences, and the mean and
+  sample standard deviation over its seeds (vqvae-jax minus PyTorch, dB)."""
   groups = {}
   for path, d in records:
     key = (d['dataset'], d['recipe'], d['hidden'], d['batch'], d['same_steps']['steps'],
@@ -68,12 +68,16 @@ def seeds(records) -> list:
   lines = []
   for (dataset, recipe, hidden, batch, steps, block), runs in sorted(groups.items()):
     runs.sort(key=lambda r: (_seed(r[1], r[0]), r[1].get('date', '')))
-    deltas = [d['same_steps']['delta_db'] for _, d in runs]
+    per_seed = {}  # a seed run twice is a reproduction, not a second sample
+    for p, d in runs:
+      per_seed.setdefault(_seed(d, p), []).append(d['same_steps']['delta_db'])
+    deltas = [statistics.mean(v) for v in per_seed.values()]
     each = ', '.join(f"seed {_seed(d, p)} {d['same_steps']['delta_db']:+.2f} "
-                     f"({_cpu(d, p).split(' (')[0]})" for p, d in runs)
+                     f"({_cpu(d, p).split(' (')[0]}, {d.get('date', 'no date')})"
+                     for p, d in runs)
     spread = (f', mean **{statistics.mean(deltas):+.2f}** ± {statistics.stdev(deltas):.2f} '
-              f'(sample std, {len(deltas)} runs)' if len(deltas) > 1 else
-              ' (one run)')
+              f'(sample std over {len(deltas)} seeds, a repeated seed averaged)'
+              if len(deltas) > 1 else ' (one seed)')
     lines.append(f'- {dataset} `:{recipe}`, hidden {hidden}, batch {batch}, {steps} steps, '
                  f'PyTorch block {block}: vqvae-jax minus PyTorch {each}{spread}.')
   return lines
