@@ -65,6 +65,11 @@ RECIPES = {
 }
 
 
+def _base_of(config) -> dict:
+  """The BASE_KEYS values of a (base) config."""
+  return {k: config[k] for k in BASE_KEYS}
+
+
 def _hardware() -> str:
   model = ''
   try:
@@ -100,7 +105,7 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder,
   from vqvae_jax.train import vqvae as vqvae_training  # pylint: disable=g-import-not-at-top
   from vqvae_jax.cli.config_files import load_config, override  # pylint: disable=g-import-not-at-top
   config = load_config(BASE)
-  base_values = {k: config[k] for k in BASE_KEYS}
+  base = _base_of(config)
   for key, value in overrides.items():
     override(config, key, value)
   override(config, 'max_steps', steps)
@@ -114,13 +119,13 @@ def run_recipe(name: str, overrides: dict, steps: int, root: str, data_folder,
   start, snap = time.time(), CpuSnap()
   summary = vqvae_training.train_vqvae(config, workdir)
   wall, others = time.time() - start, snap.other_frac()
-  if summary.get('stopped_early') or summary['step'] < steps:
+  if summary['step'] < steps:
     # SIGTERM / Ctrl-C: the trainer saved a checkpoint; no row, so a rerun resumes.
     raise SystemExit(f'{name}: stopped at step {summary["step"]} of {steps}; rerun to '
                      f'resume from its checkpoint in {workdir}')
   result = evaluation.evaluate(workdir, split='test', data_folder=data_folder or None)
   return {'recipe': name, 'overrides': overrides, 'steps': steps, 'base': BASE,
-          'base_values': base_values,
+          'base_values': base,
           'batch_size': config.batch_size, 'final_step': summary['step'],
           'wall_s': round(wall, 1), 'other_procs_cpu_frac': others,
           'resumed_from_step': latest,
@@ -147,13 +152,6 @@ def _others(row) -> str:
   return '' if frac is None else f', others\' CPU {100 * frac:.0f}%'
 
 
-def base_values() -> dict:
-  """Today's BASE_KEYS of BASE."""
-  from vqvae_jax.cli.config_files import load_config  # pylint: disable=g-import-not-at-top
-  config = load_config(BASE)
-  return {k: config[k] for k in BASE_KEYS}
-
-
 def _base_diff(row, today) -> dict:
   """The keys in which the row's base differed from today's ({} when the same)."""
   then = row.get('base_values') or {}
@@ -167,7 +165,9 @@ def table(rows, today=None) -> str:
   """Markdown: recipe, steps, batch, images seen, wall time, test PSNR, codes used,
   hardware (one row per result, in the order measured). today: BASE's values now
   (default: loaded); rows run on an earlier base get a mark, explained below."""
-  today = base_values() if today is None else today
+  if today is None:
+    from vqvae_jax.cli.config_files import load_config  # pylint: disable=g-import-not-at-top
+    today = _base_of(load_config(BASE))
   lines = ['| recipe | steps | batch | images seen | wall time | test PSNR (dB) | codes used '
            '| hardware |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
   bases = []
