@@ -206,7 +206,7 @@ def main():
     if not os.path.exists(path):
       raise SystemExit(f'error: {path} not found (see this script\'s docstring)')
 
-  t_start, load0 = time.perf_counter(), os.getloadavg()
+  t_start, load0, whole = time.perf_counter(), os.getloadavg(), CpuSnap()
   model = prior_lib.GatedPixelCNN(num_classes=NUM_CLASSES)
   params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, *SHAPE), jnp.int32),
                                jnp.zeros((1,), jnp.int32))['params']
@@ -244,6 +244,7 @@ def main():
               'backend': jax.default_backend(), 'device': _device(),
               'malloc_tuned': bool(MALLOC_TUNED), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
               'python': platform.python_version(), **cpu_info(),
+              'host_steal_cpu_frac': whole.steal_frac(),
               'cpus': os.cpu_count(), 'loadavg_start_end': [load0[0], os.getloadavg()[0]],
               'wall_s': time.perf_counter() - t_start})
   print(json.dumps(out, separators=(',', ':')))

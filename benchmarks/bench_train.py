@@ -20,6 +20,9 @@ Prints ONE JSON line on stdout (progress on stderr):
       libraries, medians.
   other_procs_cpu_frac               share of the machine used by other
       processes during the run (> 0.05: the numbers were taken under load).
+  host_steal_cpu_frac                share of the CPUs' time the hypervisor
+      gave to other guests during the run (/proc/stat steal): load that no
+      process in this VM shows.
 
   layer_impls                        the convolution formulations used
       (layers.effective_impls: the backend's auto table, then --impl).
@@ -389,6 +392,7 @@ def main():
   out['cpus'] = os.cpu_count()
   out['other_procs_cpu_frac'] = {'whole_run': whole.other_frac(), 'jax_rounds': jax_other,
                                  'torch_rounds': torch_other}
+  out['host_steal_cpu_frac'] = whole.steal_frac()
   out['torch_error'] = torch_error
   out['wall_s'] = round(time.perf_counter() - t_start, 1)
   print(json.dumps(out, separators=(',', ':')))

@@ -8,19 +8,25 @@ import time
 
 
 def cpu_info() -> dict:
-  """CPU model name, core count and whether avx2 / avx512f / amx are present."""
-  name, flags = platform.processor() or platform.machine(), set()
+  """CPU model name, family / model numbers (a hypervisor may hide the name's
+  model number: family 26 is AMD Zen 5), core count and whether avx2 / avx512f
+  / amx are present."""
+  name, flags, ids = platform.processor() or platform.machine(), set(), {}
   try:
     with open('/proc/cpuinfo') as f:
       for line in f:
         key, _, value = line.partition(':')
-        if key.strip() == 'model name' and name in ('', platform.machine()):
+        key = key.strip()
+        if key == 'model name' and name in ('', platform.machine()):
           name = value.strip()
-        elif key.strip() == 'flags' and not flags:
+        elif key == 'flags' and not flags:
           flags = set(value.split())
+        elif key in ('cpu family', 'model') and key not in ids:
+          ids[key] = value.strip()
   except OSError:
     pass
-  return {'cpu': name, 'cores': os.cpu_count(), 'avx2': 'avx2' in flags,
+  return {'cpu': name, 'cpu_family_model': '/'.join(ids.get(k, '?') for k in ('cpu family', 'model'))
+          if ids else None, 'cores': os.cpu_count(), 'avx2': 'avx2' in flags,
           'avx512': 'avx512f' in flags, 'amx': any(f.startswith('amx') for f in flags)}
 
 
@@ -50,19 +56,38 @@ def runtime_info() -> dict:
 
 
 class CpuSnap:
-  """Share of the whole machine used by other processes since creation."""
+  """Share of the whole machine used by other processes since creation, and
+  the share the hypervisor stole (time this VM's CPUs waited for the host:
+  other guests' load, which no process in here shows)."""
 
   def __init__(self):
-    self.t, self.busy, self.own = time.perf_counter(), self._busy(), self._own()
+    self.t, self.own = time.perf_counter(), self._own()
+    self.busy, self.steal = self._busy(), self._steal()
 
   @staticmethod
-  def _busy():
+  def _stat():
     try:
       with open('/proc/stat') as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-      return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf('SC_CLK_TCK')
-    except (OSError, IndexError, ValueError):
+        return [int(x) / os.sysconf('SC_CLK_TCK') for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+      return []
+
+  @classmethod
+  def _busy(cls):
+    v = cls._stat()
+    return v[0] + v[1] + v[2] + v[5] + v[6] if len(v) > 6 else None
+
+  @classmethod
+  def _steal(cls):
+    v = cls._stat()
+    return v[7] if len(v) > 7 else None
+
+  def steal_frac(self):
+    """Share of the CPUs' time stolen by the host since creation (None off Linux)."""
+    s, wall = self._steal(), time.perf_counter() - self.t
+    if s is None or self.steal is None or wall <= 0:
       return None
+    return round(max(0.0, s - self.steal) / (wall * (os.cpu_count() or 1)), 3)
 
   @staticmethod
   def _own():

@@ -9,7 +9,8 @@ prior's training step against PyTorch). Each row names the CPU (the JSON's
 `cpu` and ISA fields; for JSON written before they were recorded, the CPU kind
 in the file name), the JAX version, the date (the JSON's, else the date the
 file was committed), the rounds and the largest share of the CPU other
-processes took during a timed round.
+processes took during a timed round (and, where recorded, the share of the CPUs'
+time the hypervisor stole for other guests over the run).
 """
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 def _cpu(d: dict, path: str) -> str:
   if d.get('cpu'):
     isa = '/'.join(k for k in ('avx2', 'avx512', 'amx') if d.get(k))
-    return f"{d['cpu']} ({d.get('cores') or d.get('cpus')} cores{', ' + isa if isa else ''})"
+    family = f", family/model {d['cpu_family_model']}" if d.get('cpu_family_model') else ''
+    return (f"{d['cpu']} ({d.get('cores') or d.get('cpus')} cores{', ' + isa if isa else ''}"
+            f"{family})")
   kind = os.path.splitext(os.path.basename(path))[0].rsplit('_', 1)[-1]
   return f'{kind} (CPU not recorded in the JSON; kind from the file name)'
 
@@ -48,11 +51,15 @@ def _date(d: dict, path: str) -> str:
 
 
 def _other(d: dict) -> str:
+  """Others' largest share in a timed round, and the host's steal over the run."""
   other = d.get('other_procs_cpu_frac')
   if isinstance(other, dict):
     rounds = (other.get('jax_rounds') or []) + (other.get('torch_rounds') or [])
-    return f'{100 * max(rounds):.1f}%' if rounds else 'not recorded'
-  return f'{100 * other:.1f}%' if isinstance(other, (int, float)) else 'not recorded'
+    text = f'{100 * max(rounds):.1f}%' if rounds else 'not recorded'
+  else:
+    text = f'{100 * other:.1f}%' if isinstance(other, (int, float)) else 'not recorded'
+  steal = d.get('host_steal_cpu_frac')
+  return text + (f'; steal {100 * steal:.1f}%' if isinstance(steal, (int, float)) else '')
 
 
 def _ratio_cell(jax_v, torch_v, ratio, fmt='{:.1f}') -> str:

@@ -61,6 +61,10 @@ def test_speed_table_rows_come_from_the_json(tmp_path):
       jax_imgs_per_s={'28x28x1': 150.0, '32x32x3': 110.0},
       torch_imgs_per_s={'28x28x1': 100.0, '32x32x3': 100.0},
       ratio={'28x28x1': 1.5, '32x32x3': 1.1})))
+  (tmp_path / 'bench_train_y.json').write_text(json.dumps(dict(
+      common, precision='float32', cpu_family_model='26/2', host_steal_cpu_frac=0.125,
+      jax_imgs_per_s={'28x28x1': 50.0}, torch_imgs_per_s={'28x28x1': 100.0},
+      ratio={'28x28x1': 0.5})))
   (tmp_path / 'bench_sampling_x.json').write_text(json.dumps(dict(
       common, jax_fast_s=0.3, torch_s=6.0, speedup_fast_vs_torch=20.0,
       prior_train_imgs_per_s={'jax': {'7x7': 10.0, '8x8': 9.0}, 'torch': {'7x7': 5.0, '8x8': 9.0},
@@ -69,6 +73,8 @@ def test_speed_table_rows_come_from_the_json(tmp_path):
   assert ('| Some CPU (2 cores, avx2) | float32 (PyTorch float32, full plan) | 150.0 vs 100.0 = '
           '**1.50×** |') in text
   assert '110.0 vs 100.0 = **1.10×** | 3 | 3.0% | JAX 0.10.2, 2026-12-03 |' in text
+  assert ('| Some CPU (2 cores, avx2, family/model 26/2) | float32 (PyTorch float32, quick '
+          'plan) | 50.0 vs 100.0 = **0.50×** | – | 3 | 3.0%; steal 12.5% |') in text
   assert ('| Some CPU (2 cores, avx2) | quick plan | 0.30 s vs 6.00 s = **20.0× faster** | '
           '10.0 vs 5.0 = **2.00×** | 9.0 vs 9.0 = **1.00×**') in text
 
