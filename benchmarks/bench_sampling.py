@@ -17,7 +17,8 @@ random weights, float32, CPU):
           fast and plain samplers drew identical codes for the benchmark key.
   train   prior training images/s at batch 128 (forward, cross-entropy,
           backward, Adam 3e-4) on random 7x7 and 8x8 codes, median step after
-          one compiling step, against the reference's `prior_train_imgs_per_s`.
+          one compiling step, against the reference's `prior_train_imgs_per_s`;
+          `step_gflops`: XLA's FLOP count of that step (benchmarks/roofline.py).
 Each round runs the reference in a subprocess, then the JAX measurements, so
 the two see the same machine state (`other_procs_cpu_frac`: the share of
 the machine other processes used during each half of each round); medians
@@ -55,7 +56,7 @@ import numpy as np
 import optax
 
 from vqvae_jax.models import prior as prior_lib, sampling  # noqa: E402
-from benchmarks.machine import CpuSnap, cpu_info  # noqa: E402
+from benchmarks.machine import CpuSnap, compiled_flops, cpu_info  # noqa: E402
 
 GRIDS = 64
 SHAPE = (8, 8)
@@ -111,13 +112,15 @@ class _Training:
     self.tx = optax.adam(3e-4)
     self.step = jax.jit(self._step, donate_argnums=(0, 1))
     self.state = {}
-    self.compile_s = {}
+    self.compile_s, self.gflops = {}, {}
     rng = np.random.default_rng(0)
     for hw in grids:
       codes = jnp.asarray(rng.integers(0, model.num_codes, (BATCH, hw, hw)), jnp.int32)
       labels = jnp.asarray(rng.integers(0, NUM_CLASSES, (BATCH,)), jnp.int32)
       p = jax.tree.map(jnp.copy, params)
       self.state[hw] = [p, self.tx.init(p), codes, labels]
+      flops = compiled_flops(self.step.lower(*self.state[hw]).compile())
+      self.gflops[f'{hw}x{hw}'] = round(flops / 1e9, 2) if flops else None
       self.compile_s[f'{hw}x{hw}'] = self.time(hw)
 
   def _step(self, params, opt, codes, labels):
@@ -234,7 +237,7 @@ def main():
         'ratio': {k: jax_rate[k] / ref_rate[k] if ref_rate[k] else None for k in jax_rate},
         'ratio_per_round': [{k: j[k] / t[k] for k in j}
                             for j, t in zip(runs['jax_train'], runs['torch_train'])],
-        'compile_s': train.compile_s}
+        'compile_s': train.compile_s, 'step_gflops': train.gflops}
   other = runs.pop('other_procs_cpu_frac')
   out['other_procs_cpu_frac'] = {'jax_rounds': [o['jax'] for o in other],
                                  'torch_rounds': [o['torch'] for o in other if not args.no_torch]}

@@ -91,7 +91,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.machine import CpuSnap, cpu_info  # noqa: E402
+from benchmarks.machine import CpuSnap, compiled_flops, cpu_info  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -140,7 +140,7 @@ class JaxTrain:
     t0 = time.perf_counter()
     self.step = step.lower(self.state, self.images, self.labels).compile()
     self.compile_s = time.perf_counter() - t0
-    self.flops = _flops(self.step)
+    self.flops = compiled_flops(self.step)
     t0 = time.perf_counter()
     self.run(1)
     self.first_step_s = time.perf_counter() - t0
@@ -173,17 +173,6 @@ PEAK_TFLOPS = {
 # --precision -> (model compute dtype, jax_default_matmul_precision).
 PRECISIONS = {'float32': (jnp.float32, 'float32'), 'tf32': (jnp.float32, 'tensorfloat32'),
               'bfloat16': (jnp.bfloat16, None)}
-
-
-def _flops(compiled):
-  """FLOPs of one step by XLA's cost analysis (None if unavailable)."""
-  try:
-    cost = compiled.cost_analysis()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else None
-  return float(cost['flops']) if cost and 'flops' in cost else None
 
 
 def _peak(device, precision):

@@ -55,6 +55,18 @@ def runtime_info() -> dict:
               commit=git_commit())
 
 
+def compiled_flops(compiled) -> float | None:
+  """FLOPs of one call of a compiled JAX function, by XLA's cost analysis
+  (None if the backend gives none)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
 class CpuSnap:
   """Share of the whole machine used by other processes since creation, and
   the share the hypervisor stole (time this VM's CPUs waited for the host:

@@ -159,3 +159,19 @@ def test_quality_table_summarises_seeds_against_numpy(tmp_path):
           f'mean **{mean:+.2f}** ± {std:.2f} (sample std over 3 seeds, a repeated seed '
           'averaged).') in text
   assert f'{mean:+.2f}' == '-0.02' and f'{std:.2f}' == '0.32'  # by hand: 0.3207
+
+
+def test_roofline_charges_both_libraries_the_same_flops():
+  import roofline  # pylint: disable=import-outside-toplevel
+  train = {'batch': 128, 'step_gflops': {'28x28x1': 128.0},
+           'jax_imgs_per_s': {'28x28x1': 200.0}, 'torch_imgs_per_s': {'28x28x1': 100.0},
+           'ratio': {'28x28x1': 2.0}}
+  row = roofline.step_rates(train, 'vqvae', best_dot=400.0)['28x28x1']
+  # 200 img/s = 1.5625 steps/s of 128 GFLOP = 200 GFLOP/s; PyTorch 100.
+  assert row['jax_step_gflops'] == 200.0 and row['torch_step_gflops'] == 100.0
+  assert row['jax_fraction_of_best_jax_dot'] == 0.5 and row['ratio_bound'] == 4.0
+  sampling = {'prior_train_imgs_per_s': {'jax': {'8x8': 64.0}, 'torch': {'8x8': 32.0},
+                                         'ratio': {'8x8': 2.0}, 'step_gflops': {'8x8': 80.0}}}
+  row = roofline.step_rates(sampling, 'prior', best_dot=100.0)['8x8']
+  assert row['jax_step_gflops'] == 40.0 and row['ratio_bound'] == 5.0
+  assert row['measured_ratio'] == 2.0
