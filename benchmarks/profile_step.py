@@ -28,6 +28,8 @@ import argparse  # noqa: E402
 
 import jax  # noqa: E402
 
+from machine import compiled_flops  # noqa: E402
+
 
 def kind_of(name, description=''):
   """Coarse kind of an op from its name and describe() text."""
@@ -74,7 +76,7 @@ class _PriorTrain:
     self.train = bench_sampling._Training(model, params, grids=(grid,))  # pylint: disable=protected-access
     self.grid = grid
     self.step = self.train.step.lower(*self.train.state[grid]).compile()
-    self.flops = bench_train._flops(self.step)  # pylint: disable=protected-access
+    self.flops = compiled_flops(self.step)
 
   def run(self, n):
     return [self.train.time(self.grid) for _ in range(n)]

@@ -69,7 +69,15 @@ def test_speed_table_rows_come_from_the_json(tmp_path):
       common, jax_fast_s=0.3, torch_s=6.0, speedup_fast_vs_torch=20.0,
       prior_train_imgs_per_s={'jax': {'7x7': 10.0, '8x8': 9.0}, 'torch': {'7x7': 5.0, '8x8': 9.0},
                               'ratio': {'7x7': 2.0, '8x8': 1.0}})))
+  step = {'jax_step_gflops': 150.0, 'torch_step_gflops': 100.0,
+          'jax_fraction_of_best_jax_dot': 0.5}
+  (tmp_path / 'roofline_x.json').write_text(json.dumps(dict(
+      common, jax_gflops={'square2048': 300.0, 'conv1x1': 250.0, 'conv3x3_lax': 280.0},
+      torch_gflops={'square2048': 200.0, 'conv3x3': 400.0}, best_jax_dot_gflops=300.0,
+      vqvae_step={'28x28x1': step}, prior_step={'8x8': step})))
   text = speed_table.table(str(tmp_path))
+  assert ('| Some CPU (2 cores, avx2) | 300 / 280 (PyTorch 200 / 400) | 150 vs 100 (50% of 300) '
+          '| – | – | 150 vs 100 (50% of 300) | 3.0% |') in text
   assert ('| Some CPU (2 cores, avx2) | float32 (PyTorch float32, full plan) | 150.0 vs 100.0 = '
           '**1.50×** |') in text
   assert '110.0 vs 100.0 = **1.10×** | 3 | 3.0% | JAX 0.10.2, 2026-12-03 |' in text
