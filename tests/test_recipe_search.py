@@ -68,3 +68,26 @@ def test_a_run_stopped_short_leaves_no_row_and_resumes(search, monkeypatch):
   recipe_search.main(args + ['--recipes', 'base'])
   (row,) = _rows(results)
   assert (row['resumed_from_step'], row['final_step']) == (2, 3)
+
+
+def test_prior_search_row_table_and_rerun(search, monkeypatch, capsys):
+  recipe_search, args, results = search
+  recipe_search.main(args + ['--recipes', 'base'])
+  (vq_row,) = _rows(results)
+  import prior_search  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(prior_search, 'BASE', 'prior:tiny')
+  monkeypatch.setattr(prior_search, 'VARIANTS', {'lr2e-3': {'lr': 2e-3}})
+  tmp = results.parent
+  prior_args = ['--model', vq_row['output'], '--steps', '2', '--root', str(tmp / 'priors'),
+                '--results', str(tmp / 'priors.jsonl')]
+  prior_search.main(prior_args)
+  (row,) = _rows(tmp / 'priors.jsonl')
+  assert (row['variant'], row['steps'], row['lr'], row['model']) == (
+      'lr2e-3', 2, 2e-3, vq_row['output'])
+  config = json.load(open(os.path.join(row['output'], 'config.json'), encoding='utf-8'))
+  assert (config['lr'], config['max_steps']) == (2e-3, 2)
+  assert row['test_bits_per_code'] > 0 and row['unigram_bits_per_code'] >= 0
+  prior_search.main(prior_args)
+  assert len(_rows(tmp / 'priors.jsonl')) == 1 and 'done already' in capsys.readouterr().err
+  assert f"| lr2e-3 (lr=0.002) | `{vq_row['output']}` | 2 | " in prior_search.table(
+      _rows(tmp / 'priors.jsonl'))
