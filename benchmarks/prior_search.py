@@ -35,6 +35,7 @@ BASE = 'prior:cpu'
 VARIANTS = {
     'cpu': {},
     'lr2e-3': {'lr': 2e-3},
+    'lr4e-3': {'lr': 4e-3},
     'lr5e-4': {'lr': 5e-4},
     'batch64': {'batch_size': 64},
 }
