@@ -79,14 +79,15 @@ def run_variant(name: str, overrides: dict, model: str, steps: int | None, root:
 
 def table(rows) -> str:
   """Markdown, one row per result in the order measured."""
-  lines = ['| variant | model | steps | batch | wall time | test bits/code (unigram) | '
-           'class consistency | hardware |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+  lines = ['| variant | model | steps | batch | lr | wall time | test bits/code (unigram) | '
+           'class consistency | hardware |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   for r in rows:
     wall = f'{r["wall_s"] / 60:.1f} min' + (' (resumed)' if r.get('resumed_from_step') else '')
     cc = '–' if r.get('class_consistency') is None else f'{100 * r["class_consistency"]:.1f}%'
     over = ', '.join(f'{k}={v}' for k, v in r['overrides'].items()) or BASE
     lines.append(f'| {r["variant"]} ({over}) | `{r["model"]}` | {r["steps"]} | {r["batch_size"]} '
-                 f'| {wall} | {r["test_bits_per_code"]:.3f} ({r["unigram_bits_per_code"]:.3f}) '
+                 f'| {r["lr"]:g} | {wall} | {r["test_bits_per_code"]:.3f} ({r["unigram_bits_per_code"]:.3f}) '
                  f'| {cc} | {r["hardware"]}, {r["date"]}{recipe_search._others(r)} |')  # pylint: disable=protected-access
   return '\n'.join(lines)
 
