@@ -74,29 +74,23 @@ class CpuSnap:
 
   def __init__(self):
     self.t, self.own = time.perf_counter(), self._own()
-    self.busy, self.steal = self._busy(), self._steal()
+    self.busy, self.steal = self._stat()
 
   @staticmethod
   def _stat():
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat
+    (None for what it does not give)."""
     try:
       with open('/proc/stat') as f:
-        return [int(x) / os.sysconf('SC_CLK_TCK') for x in f.readline().split()[1:]]
+        v = [int(x) / os.sysconf('SC_CLK_TCK') for x in f.readline().split()[1:]]
     except (OSError, ValueError):
-      return []
-
-  @classmethod
-  def _busy(cls):
-    v = cls._stat()
-    return v[0] + v[1] + v[2] + v[5] + v[6] if len(v) > 6 else None
-
-  @classmethod
-  def _steal(cls):
-    v = cls._stat()
-    return v[7] if len(v) > 7 else None
+      v = []
+    return (v[0] + v[1] + v[2] + v[5] + v[6] if len(v) > 6 else None,
+            v[7] if len(v) > 7 else None)
 
   def steal_frac(self):
     """Share of the CPUs' time stolen by the host since creation (None off Linux)."""
-    s, wall = self._steal(), time.perf_counter() - self.t
+    s, wall = self._stat()[1], time.perf_counter() - self.t
     if s is None or self.steal is None or wall <= 0:
       return None
     return round(max(0.0, s - self.steal) / (wall * (os.cpu_count() or 1)), 3)
@@ -107,7 +101,7 @@ class CpuSnap:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
   def other_frac(self):
-    b = self._busy()
+    b = self._stat()[0]
     wall = time.perf_counter() - self.t
     if b is None or self.busy is None or wall <= 0:
       return None

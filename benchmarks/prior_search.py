@@ -27,7 +27,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
 
-from vqvae_jax.cli import flags  # pylint: disable=wrong-import-position
 from vqvae_jax.errors import cli  # pylint: disable=wrong-import-position
 import recipe_search  # pylint: disable=wrong-import-position  (its row-file helpers)
 
@@ -100,25 +99,12 @@ def main(argv=None):
                  help='the VQ-VAE folder whose codes the priors fit')
   p.add_argument('--steps', type=int, default=None, help="default: the :cpu config's")
   p.add_argument('--variants', nargs='+', default=None, help=f'default: all of {list(VARIANTS)}')
-  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                 help='extra config overrides for every variant')
-  p.add_argument('--root', default=os.path.join(REPO, 'runs', 'prior-search'))
-  p.add_argument('--results', default=os.path.join(REPO, 'benchmarks', 'results',
-                                                   'prior_recipes.jsonl'))
-  p.add_argument('--table', action='store_true', help='print the table of --results and exit')
-  p.add_argument('--update', default=None, metavar='README',
-                 help="with --table: write it between README's <!-- table:prior-recipes --> markers")
+  recipe_search.search_flags(p, 'variant', 'prior-search', 'prior_recipes.jsonl',
+                             'prior-recipes')
   args = p.parse_args(argv)
-  flags.tune_malloc()
-  flags.set_xla_flags()
-  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
-  if args.table:
-    text = table(fileio.read_jsonl(args.results))
-    print(text)
-    if args.update:
-      import results_table  # pylint: disable=g-import-not-at-top
-      results_table.update(args.update, 'prior-recipes', text)
+  if recipe_search.start(args, table, 'prior-recipes'):
     return
+  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
   if args.steps is not None and args.steps < 1:
     raise SystemExit('error: --steps must be positive')
   names = args.variants or list(VARIANTS)

@@ -75,7 +75,7 @@ class _PriorTrain:
                                  jnp.zeros((1,), jnp.int32))['params']
     self.train = bench_sampling._Training(model, params, grids=(grid,))  # pylint: disable=protected-access
     self.grid = grid
-    self.step = self.train.step.lower(*self.train.state[grid]).compile()
+    self.step = self.train.compiled[grid]
     self.flops = compiled_flops(self.step)
 
   def run(self, n):

@@ -189,32 +189,46 @@ def table(rows, today=None) -> str:
   return '\n'.join(lines)
 
 
+def search_flags(p, what: str, runs: str, results: str, marker: str) -> None:
+  """The flags a search script shares: --set, --root (runs/<runs>), --results
+  (benchmarks/results/<results>), --table and --update (README markers `marker`)."""
+  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                 help=f'extra config overrides for every {what}')
+  p.add_argument('--root', default=os.path.join(REPO, 'runs', runs))
+  p.add_argument('--results', default=os.path.join(REPO, 'benchmarks', 'results', results))
+  p.add_argument('--table', action='store_true', help='print the table of --results and exit')
+  p.add_argument('--update', default=None, metavar='README',
+                 help=f"with --table: write it between README's <!-- table:{marker} --> markers")
+
+
+def start(args, make_table, marker: str) -> bool:
+  """Host malloc and XLA flags; with --table, prints make_table(rows of --results)
+  (and with --update writes it into that file's `marker` table): True then."""
+  flags.tune_malloc()
+  flags.set_xla_flags()
+  if not args.table:
+    return False
+  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
+  text = make_table(fileio.read_jsonl(args.results))
+  print(text)
+  if args.update:
+    import results_table  # pylint: disable=g-import-not-at-top
+    results_table.update(args.update, marker, text)
+  return True
+
+
 @cli
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--steps', type=int, default=None, help='training steps per recipe')
   p.add_argument('--recipes', nargs='+', default=None, help=f'default: all of {list(RECIPES)}')
-  p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                 help='extra config overrides for every recipe')
-  p.add_argument('--root', default=os.path.join(REPO, 'runs', 'recipes'))
-  p.add_argument('--results', default=os.path.join(REPO, 'benchmarks', 'results',
-                                                   'recipes.jsonl'))
+  search_flags(p, 'recipe', 'recipes', 'recipes.jsonl', 'recipes')
   p.add_argument('--data-folder', default=None)
-  p.add_argument('--table', action='store_true', help='print the table of --results and exit')
-  p.add_argument('--update', default=None, metavar='README',
-                 help="with --table: write it between README's <!-- table:recipes --> markers")
   args = p.parse_args(argv)
-  flags.tune_malloc()
-  flags.set_xla_flags()
-  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
-  if args.table:
-    text = table(fileio.read_jsonl(args.results))
-    print(text)
-    if args.update:
-      import results_table  # pylint: disable=g-import-not-at-top
-      results_table.update(args.update, 'recipes', text)
+  if start(args, table, 'recipes'):
     return
+  from vqvae_jax import fileio  # pylint: disable=g-import-not-at-top
   if not args.steps or args.steps < 1:
     raise SystemExit('error: --steps N (a positive step budget) is required')
   names = args.recipes or list(RECIPES)

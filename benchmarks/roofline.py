@@ -64,6 +64,17 @@ print(json.dumps({'gflops': out, 'torch': torch.__version__}))
 '''
 
 
+def _best_s(f, args, repeats: int) -> float:
+  """Fastest of `repeats` calls of jitted `f(*args)`, after one warm-up call."""
+  f(*args).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    f(*args).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
 def jax_rates(repeats: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top  (after the flags)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -72,25 +83,13 @@ def jax_rates(repeats: int) -> dict:
     ka, kb = jax.random.split(jax.random.key(0))
     a, b = jax.random.normal(ka, (m, k)), jax.random.normal(kb, (k, n))
     f = jax.jit(lambda x, y: jnp.dot(x, y, precision='highest'))
-    f(a, b).block_until_ready()
-    best = float('inf')
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      f(a, b).block_until_ready()
-      best = min(best, time.perf_counter() - t0)
-    out[name] = 2 * m * k * n / best / 1e9
+    out[name] = 2 * m * k * n / _best_s(f, (a, b), repeats) / 1e9
   for name, (batch, hw, c, kk) in CONV.items():
     ka, kb = jax.random.split(jax.random.key(1))
     x, w = jax.random.normal(ka, (batch, hw, hw, c)), jax.random.normal(kb, (kk, kk, c, c))
     f = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
-    f(x, w).block_until_ready()
-    best = float('inf')
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      f(x, w).block_until_ready()
-      best = min(best, time.perf_counter() - t0)
-    out[name] = 2 * batch * hw * hw * kk * kk * c * c / best / 1e9
+    out[name] = 2 * batch * hw * hw * kk * kk * c * c / _best_s(f, (x, w), repeats) / 1e9
   return out
 
 
